@@ -1,0 +1,105 @@
+"""dermlearn: train, interpret and harden classifiers for fine-grained clinical skin photos.
+
+The public API is exactly ``__all__`` below (tested in ``tests/test_api.py``).
+"""
+
+from .callback import (
+    EVENTS,
+    Callback,
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+)
+from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
+from .datasets import LESION_CLASSES, SyntheticLesions, make_lesions, synthetic_dataloaders
+from .learner import Learner, default_device
+from .losses import BCEWithLogitsOneHot, CrossEntropy
+from .lr_finder import LRFinder, LRFindResult, lr_find, minimum, slide, steep, valley
+from .metrics import (
+    TopK,
+    accuracy,
+    balanced_accuracy,
+    confusion_matrix,
+    macro_f1,
+    per_class_recall,
+    top_k_accuracy,
+)
+from .models import ARCHITECTURES, DermModel, create_head, create_model
+from .optim import adamw, sgd
+from .progress import ProgressCallback
+from .recorder import Recorder
+from .schedule import (
+    ParamScheduler,
+    SchedCos,
+    SchedExp,
+    SchedLin,
+    SchedNo,
+    SchedPoly,
+    combine_scheds,
+    even_mults,
+)
+from .tracker import EarlyStopping, SaveModelCallback, TrackerCallback
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ARCHITECTURES",
+    "EVENTS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LESION_CLASSES",
+    "BCEWithLogitsOneHot",
+    "Callback",
+    "CancelBackwardException",
+    "CancelBatchException",
+    "CancelEpochException",
+    "CancelFitException",
+    "CancelStepException",
+    "CancelTrainException",
+    "CancelValidException",
+    "CrossEntropy",
+    "DataLoaders",
+    "DermModel",
+    "EarlyStopping",
+    "LRFindResult",
+    "LRFinder",
+    "Learner",
+    "Normalize",
+    "ParamScheduler",
+    "ProgressCallback",
+    "Recorder",
+    "SaveModelCallback",
+    "SchedCos",
+    "SchedExp",
+    "SchedLin",
+    "SchedNo",
+    "SchedPoly",
+    "SyntheticLesions",
+    "TopK",
+    "TrackerCallback",
+    "__version__",
+    "accuracy",
+    "adamw",
+    "balanced_accuracy",
+    "combine_scheds",
+    "confusion_matrix",
+    "create_head",
+    "create_model",
+    "default_device",
+    "even_mults",
+    "lr_find",
+    "macro_f1",
+    "make_lesions",
+    "minimum",
+    "per_class_recall",
+    "sgd",
+    "slide",
+    "steep",
+    "synthetic_dataloaders",
+    "top_k_accuracy",
+    "valley",
+]

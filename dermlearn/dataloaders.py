@@ -1,0 +1,117 @@
+"""``DataLoaders``: a training and a validation loader plus what the Learner needs to know.
+
+The loaders are plain :class:`torch.utils.data.DataLoader` objects (or any iterable with
+``len``) yielding ``(x, y)`` batches. Images travel as they are stored (typically uint8
+``(B, C, H, W)``) and are turned into model inputs on the model's device by
+``batch_tfms`` (e.g. :class:`Normalize`), so the host never converts pixels to float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "DataLoaders", "Normalize"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+BatchTfm = Callable[[Tensor], Tensor]
+
+
+class Normalize(nn.Module):
+    """uint8 ``[0, 255]`` or float ``[0, 1]`` images ``(B, C, H, W)`` -> float32
+    ``(x / 255 - mean) / std`` (ImageNet statistics by default).
+
+    Args:
+        mean: Per-channel mean in [0, 1] units.
+        std: Per-channel standard deviation in [0, 1] units.
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"Normalize expects (B, {self.mean.shape[1]}, H, W) images, got shape {tuple(x.shape)}")
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        if x.dtype == torch.uint8:
+            return (x.float().div_(255.0) - mean) / std
+        return (x.float() - mean) / std
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Inverse: normalised float -> float in [0, 1] (clamped)."""
+        return (x * self.std.to(x.device) + self.mean.to(x.device)).clamp(0.0, 1.0)
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class DataLoaders:
+    """A training loader, an optional validation loader, and the batch transforms.
+
+    Args:
+        train: Loader of training batches ``(x, y)``.
+        valid: Loader of validation batches, or None.
+        batch_tfms: Callables applied in order to ``x`` on the model's device, for every
+            split (e.g. ``[Normalize()]``).
+        train_tfms: Callables applied to ``x`` on the device before ``batch_tfms``, during
+            training only (augmentation).
+        vocab: Class names in index order.
+    """
+
+    def __init__(
+        self,
+        train: Iterable,
+        valid: Iterable | None = None,
+        batch_tfms: Sequence[BatchTfm] | None = None,
+        train_tfms: Sequence[BatchTfm] | None = None,
+        vocab: Sequence[str] | None = None,
+    ) -> None:
+        if not hasattr(train, "__len__"):
+            raise TypeError(f"the training loader must have a length, got {type(train).__name__}")
+        self.train, self.valid = train, valid
+        self.batch_tfms = list(batch_tfms or [])
+        self.train_tfms = list(train_tfms or [])
+        self.vocab = list(vocab) if vocab is not None else None
+
+    def __getitem__(self, i: int) -> Iterable | None:
+        return (self.train, self.valid)[i]
+
+    @property
+    def c(self) -> int | None:
+        """Number of classes (from ``vocab``), or None."""
+        return None if self.vocab is None else len(self.vocab)
+
+    def to(self, device: torch.device) -> DataLoaders:
+        """Move module transforms (and their buffers) to ``device``; returns self."""
+        for t in self.batch_tfms + self.train_tfms:
+            if isinstance(t, nn.Module):
+                t.to(device)
+        return self
+
+    def decode_batch(self, x: Tensor) -> Tensor:
+        """Undo a ``Normalize`` in ``batch_tfms``: float images in [0, 1]."""
+        for t in reversed(self.batch_tfms):
+            if hasattr(t, "decode"):
+                x = t.decode(x)
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x
+
+    def apply(self, x: Tensor, training: bool) -> Tensor:
+        """Run ``train_tfms`` (when ``training``) then ``batch_tfms`` on ``x``."""
+        if training:
+            for t in self.train_tfms:
+                x = t(x)
+        for t in self.batch_tfms:
+            x = t(x)
+        return x
+
+    def __repr__(self) -> str:
+        n_v = len(self.valid) if self.valid is not None else 0
+        return f"DataLoaders(train={len(self.train)} batches, valid={n_v} batches, vocab={self.vocab})"

@@ -1,0 +1,236 @@
+"""Architectures for transfer learning, each split into three layer groups.
+
+:func:`create_model` builds a :class:`DermModel`: a convolutional ``body`` (the backbone
+without its classifier, ending in a feature map ``(B, nf, h, w)``) and a new ``head``.
+Layer groups (for freezing and discriminative learning rates):
+
+* ResNet: ``[stem, layer1, layer2]``, ``[layer3, layer4]``, ``[head]``;
+* DenseNet: ``[conv0 .. denseblock2]``, ``[transition2 .. norm5, relu]``, ``[head]``
+  (the body keeps torchvision's final ReLU after ``norm5``, as an ``nn.ReLU`` module, so the
+  features match torchvision's and Grad-CAM can hook it);
+* timm models: the backbone's parameters halved in order, ``[head]``;
+* ``simple_cnn``: four conv blocks, two per group, for tests and the demo.
+
+Pretrained weights: ``pretrained=True`` (torchvision's default weights: downloaded once into
+torch's hub cache when online; a clear error offline), a torchvision ``WeightsEnum``, or the
+path of a local state-dict file of the torchvision model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+from .optim import params_of
+
+__all__ = ["ARCHITECTURES", "DermModel", "create_head", "create_model"]
+
+Pretrained = Union[bool, str, os.PathLike, object, None]
+
+_TV_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+_TV_DENSENETS = ("densenet121", "densenet161", "densenet169", "densenet201")
+#: Architecture names accepted by :func:`create_model` (plus ``timm:<name>`` with timm).
+ARCHITECTURES: tuple[str, ...] = ("simple_cnn", *_TV_RESNETS, *_TV_DENSENETS)
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    """Concatenation of adaptive average and max pooling: ``(B, C, H, W) -> (B, 2C, 1, 1)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([nn.functional.adaptive_max_pool2d(x, 1), nn.functional.adaptive_avg_pool2d(x, 1)], dim=1)
+
+
+def create_head(nf: int, n_out: int, kind: str = "fastai", dropout: float = 0.5, hidden: int = 512) -> nn.Sequential:
+    """A classification head on a ``(B, nf, h, w)`` feature map.
+
+    Args:
+        nf: Channels of the feature map.
+        n_out: Number of classes.
+        kind: ``'fastai'``: concat pooling, BatchNorm, dropout ``dropout/2``, a hidden linear
+            layer of ``hidden`` units with ReLU, BatchNorm, dropout, linear (the head the study's
+            fastai setup used); ``'linear'``: global average pooling, dropout, linear
+            (classic CAM applies to it).
+        dropout: Dropout probability.
+        hidden: Width of the hidden layer of the ``'fastai'`` head.
+    """
+    if kind == "linear":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(nf, n_out))
+    if kind == "fastai":
+        return nn.Sequential(
+            AdaptiveConcatPool2d(), nn.Flatten(),
+            nn.BatchNorm1d(2 * nf), nn.Dropout(dropout / 2), nn.Linear(2 * nf, hidden, bias=False), nn.ReLU(inplace=True),
+            nn.BatchNorm1d(hidden), nn.Dropout(dropout), nn.Linear(hidden, n_out),
+        )  # fmt: skip
+    raise ValueError(f"head kind must be 'fastai' or 'linear', got {kind!r}")
+
+
+class DermModel(nn.Module):
+    """``body`` (feature extractor) followed by ``head`` (classifier).
+
+    Attributes:
+        body: Maps images ``(B, 3, H, W)`` to features ``(B, nf, h, w)``.
+        head: Maps features to logits ``(B, n_out)``.
+        arch: Architecture name.
+        nf: Feature channels.
+    """
+
+    def __init__(self, body: nn.Module, head: nn.Module, arch: str, nf: int, body_split: Callable[[nn.Module], list[list[nn.Parameter]]]) -> None:
+        super().__init__()
+        self.body, self.head = body, head
+        self.arch, self.nf = arch, nf
+        self._body_split = body_split
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+    def split_params(self) -> list[list[nn.Parameter]]:
+        """Three layer groups: two body groups and the head."""
+        return [*self._body_split(self.body), params_of(self.head)]
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The default Grad-CAM layer: the last module of the body (ResNet's ``layer4``,
+        DenseNet's final ReLU)."""
+        if isinstance(self.body, nn.Sequential):
+            return self.body[-1]
+        return self.body
+
+
+def _split_seq_at(k: int) -> Callable[[nn.Module], list[list[nn.Parameter]]]:
+    def split(body: nn.Module) -> list[list[nn.Parameter]]:
+        return [params_of(body[:k]), params_of(body[k:])]
+
+    return split
+
+
+def _split_halves(body: nn.Module) -> list[list[nn.Parameter]]:
+    ps = params_of(body)
+    return [ps[: len(ps) // 2], ps[len(ps) // 2 :]]
+
+
+def _conv_block(ni: int, nf: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(ni, nf, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(nf), nn.ReLU(inplace=True))
+
+
+def _download_weights(arch: str, weights) -> dict[str, Tensor]:
+    """State dict of torchvision ``weights``: from the hub cache, or downloaded with a
+    timeout; a clear error when offline."""
+    from urllib.parse import urlparse
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:
+        raise RuntimeError(
+            f"could not download pretrained weights for {arch} from {weights.url} "
+            f"({type(e).__name__}: {e}). This machine may be offline: download the file once on a "
+            f"machine that is online and pass pretrained='path/to/{cached.name}', or put it in {cached.parent}"
+        ) from e
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _load_local(arch: str, path: str | os.PathLike) -> dict[str, Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file for {arch} not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a weights-only torch state dict: {type(e).__name__}: {str(e)[:200]}") from e
+    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
+        sd = sd["model"]
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path} holds a {type(sd).__name__}, expected a state dict")
+    return sd
+
+
+def _torchvision_backbone(arch: str, pretrained: Pretrained) -> nn.Module:
+    import torchvision
+    from torchvision.models import WeightsEnum
+
+    net = torchvision.models.get_model(arch, weights=None)
+    if pretrained is None or pretrained is False:
+        return net
+    if pretrained is True:
+        sd = _download_weights(arch, torchvision.models.get_model_weights(arch).DEFAULT)
+    elif isinstance(pretrained, WeightsEnum):
+        sd = _download_weights(arch, pretrained)
+    elif isinstance(pretrained, (str, os.PathLike)):
+        sd = _load_local(arch, pretrained)
+    else:
+        raise TypeError(f"pretrained must be a bool, a torchvision WeightsEnum or a file path, got {type(pretrained).__name__}")
+    classifier = ("fc.", "classifier.")
+    body_sd = {k: v for k, v in sd.items() if not k.startswith(classifier)}
+    missing, unexpected = net.load_state_dict(body_sd, strict=False)
+    missing = [k for k in missing if not k.startswith(classifier)]
+    if missing or unexpected:
+        raise ValueError(
+            f"pretrained weights do not fit {arch}: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
+    return net
+
+
+def create_model(
+    arch: str,
+    n_out: int,
+    pretrained: Pretrained = False,
+    head: str = "fastai",
+    dropout: float = 0.5,
+) -> DermModel:
+    """Build ``arch`` with a new head of ``n_out`` outputs, split into three layer groups.
+
+    Args:
+        arch: One of :data:`ARCHITECTURES`, or ``'timm:<name>'`` for a timm model (extra
+            ``dermlearn[timm]``).
+        n_out: Number of classes (>= 1).
+        pretrained: False (random init), True (torchvision default weights, downloaded and
+            cached), a torchvision ``WeightsEnum``, or a local state-dict file path. For timm,
+            True/False is passed on to timm.
+        head: ``'fastai'`` or ``'linear'`` (see :func:`create_head`).
+        dropout: Head dropout.
+
+    Raises:
+        ValueError: unknown architecture, bad ``n_out`` or weights that do not fit.
+        RuntimeError: pretrained weights requested offline and not cached.
+    """
+    if not isinstance(n_out, int) or n_out < 1:
+        raise ValueError(f"n_out must be a positive integer, got {n_out!r}")
+    if arch == "simple_cnn":
+        if pretrained not in (False, None):
+            raise ValueError("simple_cnn has no pretrained weights")
+        body = nn.Sequential(_conv_block(3, 32), _conv_block(32, 64), _conv_block(64, 128), _conv_block(128, 256))
+        return DermModel(body, create_head(256, n_out, head, dropout), arch, 256, _split_seq_at(2))
+    if arch in _TV_RESNETS:
+        net = _torchvision_backbone(arch, pretrained)
+        body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        nf = net.fc.in_features
+        return DermModel(body, create_head(nf, n_out, head, dropout), arch, nf, _split_seq_at(6))
+    if arch in _TV_DENSENETS:
+        net = _torchvision_backbone(arch, pretrained)
+        body = nn.Sequential(*net.features.children(), nn.ReLU(inplace=False))
+        nf = net.classifier.in_features
+        return DermModel(body, create_head(nf, n_out, head, dropout), arch, nf, _split_seq_at(7))
+    if arch.startswith("timm:"):
+        try:
+            import timm
+        except ImportError as e:
+            raise ImportError(f"{arch} needs timm: pip install 'dermlearn[timm]'") from e
+        name = arch[len("timm:") :]
+        try:
+            net = timm.create_model(name, pretrained=bool(pretrained), num_classes=0, global_pool="")
+        except RuntimeError as e:
+            raise ValueError(f"timm does not know the model {name!r}: {e}") from e
+        return DermModel(net, create_head(net.num_features, n_out, head, dropout), arch, net.num_features, _split_halves)
+    raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)} or 'timm:<name>'")
