@@ -172,7 +172,10 @@ def _torchvision_backbone(arch: str, pretrained: Pretrained) -> nn.Module:
         raise TypeError(f"pretrained must be a bool, a torchvision WeightsEnum or a file path, got {type(pretrained).__name__}")
     classifier = ("fc.", "classifier.")
     body_sd = {k: v for k, v in sd.items() if not k.startswith(classifier)}
-    missing, unexpected = net.load_state_dict(body_sd, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(body_sd, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"pretrained weights do not fit {arch}: {str(e)[:300]}") from e
     missing = [k for k in missing if not k.startswith(classifier)]
     if missing or unexpected:
         raise ValueError(

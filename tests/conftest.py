@@ -1,0 +1,87 @@
+"""Shared fixtures: reference vectors, real-data location, tiny problems."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import dermlearn as dl
+from dermlearn.optim import params_of
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def data_dir() -> Path:
+    """Real data: $DERMLEARN_DATA, default ../shared/data seen from the repo root."""
+    return Path(os.environ.get("DERMLEARN_DATA", SHARED / "data"))
+
+
+def require_data(*parts: str) -> Path:
+    """Path under the real-data folder, or skip the test with the reason."""
+    p = data_dir().joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not found at {p} (set DERMLEARN_DATA)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def traces() -> dict:
+    p = SHARED / "reference" / "fastai-2.8.12-lr-traces.json"
+    if not p.exists():
+        pytest.skip(f"reference traces not found at {p}")
+    return json.loads(p.read_text())
+
+
+@pytest.fixture(scope="session")
+def paper_tables() -> dict:
+    p = SHARED / "reference" / "paper-tables.json"
+    if not p.exists():
+        pytest.skip(f"paper tables not found at {p}")
+    return json.loads(p.read_text())
+
+
+class ThreeGroupMLP(nn.Module):
+    """8-16-16-2 MLP declaring three layer groups (one Linear each)."""
+
+    def __init__(self, n_in: int = 8, n_out: int = 2) -> None:
+        super().__init__()
+        self.l1, self.l2, self.l3 = nn.Linear(n_in, 16), nn.Linear(16, 16), nn.Linear(16, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l3(torch.relu(self.l2(torch.relu(self.l1(x)))))
+
+    def split_params(self):
+        return [params_of(self.l1), params_of(self.l2), params_of(self.l3)]
+
+
+def blobs(n: int = 160, seed: int = 0, shift: float = 0.8) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 8, generator=g) + shift * (2 * y[:, None] - 1).float()
+    return TensorDataset(x, y)
+
+
+def tiny_learner(bs: int = 16, n: int = 160, seed: int = 0, **kw) -> dl.Learner:
+    """Two-class blobs, 10 batches per epoch of 16 (as the reference traces), 3 groups."""
+    torch.manual_seed(seed)
+    train = DataLoader(blobs(n, seed), batch_size=bs, shuffle=False)
+    valid = DataLoader(blobs(64, seed + 1), batch_size=32)
+    kw.setdefault("progress", False)
+    return dl.Learner((train, valid), ThreeGroupMLP(), device="cpu", **kw)
+
+
+@pytest.fixture
+def learner() -> dl.Learner:
+    return tiny_learner()
+
+
+@pytest.fixture(scope="session")
+def lesion_dls() -> dl.DataLoaders:
+    return dl.synthetic_dataloaders(n=160, size=32, n_classes=4, bs=16, seed=0)

