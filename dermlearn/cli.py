@@ -41,7 +41,7 @@ def _demo(args: argparse.Namespace) -> int:
     learn = Learner(dls, model, metrics=[accuracy, balanced_accuracy], path=out, progress=not args.no_bar)
     print(f"model: {args.arch}, device {learn.device}")
 
-    res = learn.lr_find(num_it=60, suggest_funcs=(minimum, steep, valley))
+    res = learn.lr_find(num_it=60, suggest_funcs=(minimum, steep, valley), show_plot=False)
     fig = res.plot()
     fig.savefig(out / "lr_find.png", dpi=100)
     plt.close(fig)

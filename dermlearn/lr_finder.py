@@ -217,7 +217,7 @@ def lr_find(
     num_it: int = 100,
     stop_div: bool = True,
     suggest_funcs: Sequence[Suggestion] = (valley,),
-    show_plot: bool = False,
+    show_plot: bool = True,
 ) -> LRFindResult:
     """Run the LR range test on ``learn`` and restore it exactly afterwards.
 
@@ -229,7 +229,7 @@ def lr_find(
         stop_div: Stop when the smoothed loss exceeds 4x its minimum.
         suggest_funcs: Functions ``(lrs, losses, num_it) -> lr`` (:func:`valley`,
             :func:`slide`, :func:`minimum`, :func:`steep`); results are keyed by name.
-        show_plot: Draw loss against lr with the suggestions.
+        show_plot: Draw loss against lr with the suggestions (shown in notebooks).
 
     Returns:
         An :class:`LRFindResult` (``result.valley`` etc. give the suggestions).

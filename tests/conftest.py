@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import matplotlib
 import pytest
 import torch
 from torch import nn
@@ -14,7 +15,17 @@ from torch.utils.data import DataLoader, TensorDataset
 import dermlearn as dl
 from dermlearn.optim import params_of
 
+matplotlib.use("Agg")
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 SHARED = REPO.parent / "shared"
 
 
