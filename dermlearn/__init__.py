@@ -16,6 +16,15 @@ from .callback import (
 )
 from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
 from .datasets import LESION_CLASSES, SyntheticLesions, make_lesions, synthetic_dataloaders
+from .interpret import (
+    GradCAM,
+    GuidedBackprop,
+    GuidedGradCAM,
+    Interpretation,
+    leading_pairs,
+    logit_diff,
+    most_confused,
+)
 from .learner import Learner, default_device
 from .losses import BCEWithLogitsOneHot, CrossEntropy
 from .lr_finder import LRFinder, LRFindResult, lr_find, minimum, slide, steep, valley
@@ -65,6 +74,10 @@ __all__ = [
     "DataLoaders",
     "DermModel",
     "EarlyStopping",
+    "GradCAM",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "Interpretation",
     "LRFindResult",
     "LRFinder",
     "Learner",
@@ -91,10 +104,13 @@ __all__ = [
     "create_model",
     "default_device",
     "even_mults",
+    "leading_pairs",
+    "logit_diff",
     "lr_find",
     "macro_f1",
     "make_lesions",
     "minimum",
+    "most_confused",
     "per_class_recall",
     "sgd",
     "slide",

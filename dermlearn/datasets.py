@@ -86,6 +86,7 @@ def make_lesions(
     seed: int = 0,
     confounders: Sequence[str] = (),
     confound_p: float = 0.5,
+    center_jitter: float = 0.12,
 ) -> SyntheticLesions:
     """Generate ``n`` synthetic lesion images, classes balanced (``n // n_classes`` each,
     the remainder spread over the first classes), in a seeded random order.
@@ -97,6 +98,8 @@ def make_lesions(
         seed: Seed of the generator; same arguments, same images.
         confounders: Any of :data:`CONFOUNDERS`.
         confound_p: Probability that each confounder is applied to an image, in [0, 1].
+        center_jitter: Lesion centres are uniform in ``[0.5 - j, 0.5 + j]`` of the image
+            side along each axis, ``j`` in [0, 0.35].
 
     Returns:
         A :class:`SyntheticLesions` dataset.
@@ -112,6 +115,8 @@ def make_lesions(
         raise ValueError(f"unknown confounders {bad}; expected any of {CONFOUNDERS}")
     if not 0.0 <= confound_p <= 1.0:
         raise ValueError(f"confound_p must be in [0, 1], got {confound_p}")
+    if not 0.0 <= center_jitter <= 0.35:
+        raise ValueError(f"center_jitter must be in [0, 0.35], got {center_jitter}")
 
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % n_classes
@@ -130,8 +135,8 @@ def make_lesions(
         fov = torch.rand(n, generator=g) < confound_p
     r0 = torch.where(fov, _u(n, 0.05, 0.09, g), _u(n, 0.17, 0.27, g)) * S
     r0 = torch.where(labels == 3, r0 * 1.3, r0)  # erythema is larger
-    cx = S / 2 + _u(n, -0.12, 0.12, g) * S
-    cy = S / 2 + _u(n, -0.12, 0.12, g) * S
+    cx = S / 2 + _u(n, -center_jitter, center_jitter, g) * S
+    cy = S / 2 + _u(n, -center_jitter, center_jitter, g) * S
     elong = torch.where(labels == 0, _u(n, 1.2, 1.6, g), _u(n, 1.0, 1.15, g))
     phi = _u(n, 0, math.pi, g)
     irregular = torch.tensor([0.05, 0.02, 0.05, 0.18, 0.16])[labels]
@@ -224,6 +229,7 @@ def synthetic_dataloaders(
     seed: int = 0,
     confounders: Sequence[str] = (),
     confound_p: float = 0.5,
+    center_jitter: float = 0.12,
 ) -> DataLoaders:
     """:func:`make_lesions` split into training and validation loaders (the last
     ``valid_pct`` of the already shuffled images), with ImageNet normalisation on the device.
@@ -232,7 +238,7 @@ def synthetic_dataloaders(
     """
     if not 0.0 < valid_pct < 1.0:
         raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
-    ds = make_lesions(n, size, n_classes, seed, confounders, confound_p)
+    ds = make_lesions(n, size, n_classes, seed, confounders, confound_p, center_jitter)
     n_valid = max(1, round(n * valid_pct))
     train = SyntheticLesions(ds.images[:-n_valid], ds.labels[:-n_valid], ds.masks[:-n_valid], ds.classes, ds.meta[:-n_valid])
     valid = SyntheticLesions(ds.images[-n_valid:], ds.labels[-n_valid:], ds.masks[-n_valid:], ds.classes, ds.meta[-n_valid:])

@@ -538,6 +538,13 @@ class Learner:
 
         return lr_find(self, *args, **kwargs)
 
+    def explain(self, items: Tensor, targets: Sequence[Any] = ("top1", "runner_up"), layer: nn.Module | None = None, gbp: bool = True):
+        """Grad-CAM and Guided Backprop maps for raw items, with probabilities; see
+        :func:`dermlearn.interpret.explain`."""
+        from .interpret.explain import explain
+
+        return explain(self, items, targets, layer, gbp)
+
     # ------------------------------------------------------------------ evaluation
     def per_item_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         """Loss of each item, shape ``(B,)``."""

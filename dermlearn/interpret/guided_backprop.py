@@ -1,0 +1,86 @@
+"""Guided Backpropagation (Springenberg et al. 2015).
+
+The gradient of the target score with respect to the input, where every ReLU passes back
+only positive gradients at positive inputs: ``grad_in = grad_out * (x > 0) * (grad_out > 0)``.
+
+Every ReLU is guided, module or functional: while the model runs, a
+:class:`torch.overrides.TorchFunctionMode` routes ``F.relu`` / ``torch.relu`` /
+``Tensor.relu`` (and their in-place forms) to a guided ReLU. Nothing in the model is
+replaced, so torchvision DenseNet's ``F.relu`` before pooling is guided too (module hooks,
+as captum uses, miss it). In-place ReLUs return a new tensor inside the mode; callers that
+use the return value (all of torchvision) are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from .attribution import Attribution
+from .guard import ModelGuard
+from .targets import Target, resolve_target
+
+__all__ = ["GuideReLUs", "GuidedBackprop"]
+
+
+class _GuidedReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+
+
+_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
+
+
+class GuideReLUs(TorchFunctionMode):
+    """Within this mode every ReLU call is a guided ReLU. ``count`` says how many ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _RELUS:
+            self.count += 1
+            return _GuidedReLU.apply(args[0])
+        return func(*args, **(kwargs or {}))
+
+
+class GuidedBackprop:
+    """Guided Backprop for a batch.
+
+    Args:
+        model: Maps images ``(B, C, H, W)`` to logits.
+        act: Logits -> probabilities for the reported ``probs`` (softmax by default).
+
+    ``gbp(x, target)`` returns an :class:`Attribution` with maps ``(B, C, H, W)`` (the
+    guided gradient with respect to ``x``); targets as for :class:`GradCAM`.
+    """
+
+    def __init__(self, model: nn.Module, act: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.model = model
+        self.act = act if act is not None else (lambda z: z.softmax(dim=-1))
+
+    def __call__(self, x: Tensor, target: Target = "top1") -> Attribution:
+        if x.ndim != 4:
+            raise ValueError(f"GuidedBackprop expects a batch (B, C, H, W), got shape {tuple(x.shape)}")
+        x = x.detach().clone().requires_grad_(True)
+        with ModelGuard(self.model), torch.enable_grad():
+            with GuideReLUs() as mode:
+                logits = self.model(x)
+            if mode.count == 0:
+                raise RuntimeError("the model ran no ReLU: Guided Backprop would be a plain gradient")
+            scores, classes = resolve_target(logits, target)
+            (grad,) = torch.autograd.grad(scores.sum(), x)
+        return Attribution(grad, classes, scores.detach(), self.act(logits.detach().float()))

@@ -1,0 +1,233 @@
+"""``Interpretation``: where a trained classifier goes wrong, and what it looks at there.
+
+Built from a learner's predictions on a loader (the validation loader by default): the
+confusion matrix, per-class precision / recall / F1, balanced accuracy, the most confused
+cells and the leading confused *pairs* (the study's analysis), the items with the highest
+loss, metrics per metadata group (e.g. skin type), and galleries of Grad-CAM and Guided
+Backprop maps for both classes of a confused pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..metrics import confusion_matrix as _confusion
+from ..plots import plot_confusion_matrix
+from .confusion import leading_pairs, most_confused
+from .gradcam import GradCAM
+from .guided_backprop import GuidedBackprop
+
+__all__ = ["Interpretation", "gbp_image"]
+
+
+def gbp_image(g: Tensor) -> Tensor:
+    """Guided Backprop gradients ``(C, H, W)`` -> a displayable ``(H, W, C)`` image in [0, 1]
+    (standardised, scaled by 0.1 around 0.5: the usual rendering)."""
+    g = g.detach().float()
+    g = (g - g.mean()) / (g.std() + 1e-8) * 0.1 + 0.5
+    return g.clamp(0, 1).permute(1, 2, 0)
+
+
+class Interpretation:
+    """Confusion analysis of predictions.
+
+    Args:
+        probs: Probabilities ``(N, C)``.
+        targets: Class indices ``(N,)``.
+        losses: Per-item losses ``(N,)``.
+        vocab: Class names.
+        learn: The learner (for images and maps), optional.
+        dl: The loader the predictions come from (unshuffled), optional.
+    """
+
+    def __init__(self, probs: Tensor, targets: Tensor, losses: Tensor, vocab: Sequence[str], learn=None, dl=None) -> None:
+        if targets.ndim == 2:
+            targets = targets.argmax(1)
+        if not (len(probs) == len(targets) == len(losses)):
+            raise ValueError(f"probs, targets and losses differ in length: {len(probs)}, {len(targets)}, {len(losses)}")
+        if probs.shape[1] != len(vocab):
+            raise ValueError(f"probs have {probs.shape[1]} classes but the vocab has {len(vocab)}")
+        self.probs, self.targets, self.losses = probs, targets.long(), losses
+        self.preds = probs.argmax(1)
+        self.vocab = list(vocab)
+        self.learn, self.dl = learn, dl
+
+    @classmethod
+    def from_learner(cls, learn, dl=None) -> Interpretation:
+        """Predict ``dl`` (default: the validation loader) with ``learn``."""
+        dl = dl if dl is not None else learn.dls.valid
+        if dl is None:
+            raise ValueError("no loader to interpret: pass dl= or give the DataLoaders a validation loader")
+        probs, targets, losses = learn.get_preds(dl, with_loss=True)
+        vocab = learn.dls.vocab or [str(i) for i in range(probs.shape[1])]
+        return cls(probs, targets, losses, vocab, learn, dl)
+
+    # ------------------------------------------------------------------ tables
+    def confusion_matrix(self) -> np.ndarray:
+        """Counts ``(C, C)``, rows actual, columns predicted."""
+        return _confusion(self.probs, self.targets, len(self.vocab)).numpy()
+
+    def plot_confusion_matrix(self, normalize: bool = False, title: str | None = None, ax=None):
+        """Plot the confusion matrix (counts, or rows normalised). Returns the Figure."""
+        return plot_confusion_matrix(self.confusion_matrix(), self.vocab, normalize, title, ax)
+
+    def classification_report(self):
+        """pandas DataFrame: precision, recall, F1 and support per class (index: class)."""
+        import pandas as pd
+
+        cm = self.confusion_matrix().astype(np.float64)
+        tp = np.diag(cm)
+        support, predicted = cm.sum(1), cm.sum(0)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, support, out=np.full_like(tp, np.nan), where=support > 0)
+        denom = precision + np.nan_to_num(recall)
+        f1 = np.divide(2 * precision * np.nan_to_num(recall), denom, out=np.zeros_like(tp), where=denom > 0)
+        return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}, index=self.vocab)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.preds == self.targets).float().mean())
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over classes present in the targets."""
+        return float(np.nanmean(self.classification_report()["recall"].to_numpy()))
+
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """``(actual, predicted, count)`` off-diagonal cells, most frequent first."""
+        return most_confused(self.confusion_matrix(), self.vocab, min_val)
+
+    def leading_pairs(self, min_count: int = 5) -> list[tuple[str, str, int]]:
+        """Symmetric pair counts ``(a, b, count)``, most frequent first (the study's table)."""
+        return leading_pairs(self.confusion_matrix(), self.vocab, min_count)
+
+    def top_losses(self, k: int | None = None) -> tuple[Tensor, Tensor]:
+        """The ``k`` highest losses and their item indices (all items when k is None)."""
+        k = len(self.losses) if k is None else min(k, len(self.losses))
+        return self.losses.topk(k)
+
+    def metrics_by_group(self, groups: Sequence[Any], name: str = "group"):
+        """Accuracy and balanced accuracy per group of items (e.g. Fitzpatrick skin type).
+
+        Args:
+            groups: One group value per item (None / NaN rows are reported as ``'missing'``).
+            name: Column name for the group.
+
+        Returns:
+            pandas DataFrame with columns ``name``, ``n``, ``accuracy``, ``balanced_accuracy``.
+        """
+        import pandas as pd
+
+        if len(groups) != len(self.targets):
+            raise ValueError(f"groups has {len(groups)} values for {len(self.targets)} items")
+        keys = ["missing" if g is None or (isinstance(g, float) and np.isnan(g)) else g for g in groups]
+        rows = []
+        for g in sorted(set(keys), key=str):
+            idx = torch.tensor([i for i, k in enumerate(keys) if k == g])
+            t, p = self.targets[idx], self.preds[idx]
+            recalls = [float((p[t == c] == c).float().mean()) for c in t.unique()]
+            rows.append({name: g, "n": len(idx), "accuracy": float((t == p).float().mean()), "balanced_accuracy": float(np.mean(recalls))})
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ images and maps
+    def _require_learn(self) -> None:
+        if self.learn is None or self.dl is None or not hasattr(self.dl, "dataset"):
+            raise ValueError("this needs the learner and a loader with a .dataset: build it with Interpretation.from_learner")
+
+    def _inputs(self, idxs: Sequence[int]) -> Tensor:
+        ds = self.dl.dataset
+        items = torch.stack([ds[int(i)][0] for i in idxs])
+        return self.learn.dls.apply(items.to(self.learn.device), training=False)
+
+    def plot_top_losses(self, k: int = 9, ncols: int = 3):
+        """The ``k`` items with the highest loss; each titled with the actual and predicted
+        class, the loss, and the probability of the **actual** class and of the predicted
+        class (fastai shows only the predicted one). Returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        self._require_learn()
+        losses, idxs = self.top_losses(k)
+        x = self._inputs(idxs.tolist())
+        imgs = self.learn.dls.decode_batch(x).cpu()
+        nrows = -(-len(idxs) // ncols)
+        fig, axs = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
+        for ax in axs.flat:
+            ax.axis("off")
+        for ax, img, i, loss in zip(axs.flat, imgs, idxs.tolist(), losses.tolist()):
+            a, p = int(self.targets[i]), int(self.preds[i])
+            ax.imshow(img.permute(1, 2, 0).numpy())
+            ax.set_title(f"{self.vocab[a]} / {self.vocab[p]}\nloss {loss:.2f}  P(actual) {self.probs[i, a]:.2f}  P(pred) {self.probs[i, p]:.2f}", fontsize=8)
+        fig.suptitle("actual / predicted, loss, probabilities")
+        fig.tight_layout()
+        return fig
+
+    def pair_cases(self, a: str | int, b: str | int, k: int = 3) -> tuple[list[int], list[int]]:
+        """Item indices of ``a`` predicted as ``b`` and of ``b`` predicted as ``a`` (at most
+        ``k`` each, highest loss first)."""
+        ia, ib = self._class_index(a), self._class_index(b)
+
+        def cases(actual: int, pred: int) -> list[int]:
+            idx = ((self.targets == actual) & (self.preds == pred)).nonzero().flatten()
+            order = self.losses[idx].argsort(descending=True)
+            return idx[order][:k].tolist()
+
+        return cases(ia, ib), cases(ib, ia)
+
+    def _class_index(self, c: str | int) -> int:
+        if isinstance(c, int):
+            if not 0 <= c < len(self.vocab):
+                raise ValueError(f"class index {c} out of range for {len(self.vocab)} classes")
+            return c
+        if c not in self.vocab:
+            raise ValueError(f"unknown class {c!r}; classes are {self.vocab}")
+        return self.vocab.index(c)
+
+    def plot_pair_gallery(self, a: str | int, b: str | int, k: int = 3, path: str | Path | None = None, layer=None):
+        """For the confused pair (a, b): the k cases of a predicted as b and of b predicted as
+        a. Each row shows the image, then Grad-CAM and Guided Backprop for class a and for
+        class b, titled with their probabilities. Saved as PNG when ``path`` is given.
+
+        Returns:
+            The matplotlib Figure (None when the pair has no confused case).
+        """
+        import matplotlib.pyplot as plt
+
+        self._require_learn()
+        ia, ib = self._class_index(a), self._class_index(b)
+        ab, ba = self.pair_cases(ia, ib, k)
+        idxs = ab + ba
+        if not idxs:
+            return None
+        x = self._inputs(idxs)
+        cam = GradCAM(self.learn.model, layer)
+        gbp = GuidedBackprop(self.learn.model)
+        maps = {c: (cam(x, c).normalized().cpu(), gbp(x, c).maps.cpu()) for c in (ia, ib)}
+        imgs = self.learn.dls.decode_batch(x).cpu()
+        fig, axs = plt.subplots(len(idxs), 5, figsize=(13, 2.8 * len(idxs)), squeeze=False)
+        for r, i in enumerate(idxs):
+            img = imgs[r].permute(1, 2, 0).numpy()
+            t, p = self.vocab[int(self.targets[i])], self.vocab[int(self.preds[i])]
+            axs[r, 0].imshow(img)
+            axs[r, 0].set_title(f"actual {t}, predicted {p}", fontsize=9)
+            for j, c in enumerate((ia, ib)):
+                name, prob = self.vocab[c], float(self.probs[i, c])
+                axs[r, 1 + 2 * j].imshow(img)
+                axs[r, 1 + 2 * j].imshow(maps[c][0][r].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+                axs[r, 1 + 2 * j].set_title(f"Grad-CAM {name} {prob:.3f}", fontsize=9)
+                axs[r, 2 + 2 * j].imshow(gbp_image(maps[c][1][r]).numpy())
+                axs[r, 2 + 2 * j].set_title(f"GBP {name} {prob:.3f}", fontsize=9)
+        for ax in axs.flat:
+            ax.axis("off")
+        fig.suptitle(f"{self.vocab[ia]} vs {self.vocab[ib]}: {len(ab)} {self.vocab[ia]}->{self.vocab[ib]}, {len(ba)} {self.vocab[ib]}->{self.vocab[ia]}")
+        fig.tight_layout()
+        if path is not None:
+            from ..io import atomic_write
+
+            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+        return fig
