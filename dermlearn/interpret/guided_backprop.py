@@ -7,8 +7,7 @@ Every ReLU is guided, module or functional: while the model runs, a
 :class:`torch.overrides.TorchFunctionMode` routes ``F.relu`` / ``torch.relu`` /
 ``Tensor.relu`` (and their in-place forms) to a guided ReLU. Nothing in the model is
 replaced, so torchvision DenseNet's ``F.relu`` before pooling is guided too (module hooks,
-as captum uses, miss it). In-place ReLUs return a new tensor inside the mode; callers that
-use the return value (all of torchvision) are unaffected.
+as captum uses, miss it). In-place ReLUs stay in place.
 """
 
 from __future__ import annotations
@@ -28,19 +27,27 @@ __all__ = ["GuideReLUs", "GuidedBackprop"]
 
 
 class _GuidedReLU(torch.autograd.Function):
+    """ReLU whose backward passes ``relu(grad)`` where the input was positive."""
+
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        out = x.clamp(min=0)
+    def forward(ctx, x: Tensor, inplace: bool) -> Tensor:
+        if inplace:
+            ctx.mark_dirty(x)
+            out = x.clamp_(min=0)
+        else:
+            out = x.clamp(min=0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+        # one fused pass: relu(grad) where out > 0, else 0
+        return torch.ops.aten.threshold_backward(grad.clamp(min=0), out, 0), None
 
 
 _RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
+_INPLACE = {F.relu_, torch.relu_, Tensor.relu_}
 
 
 class GuideReLUs(TorchFunctionMode):
@@ -53,7 +60,9 @@ class GuideReLUs(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in _RELUS:
             self.count += 1
-            return _GuidedReLU.apply(args[0])
+            kwargs = kwargs or {}
+            inplace = func in _INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+            return _GuidedReLU.apply(args[0], inplace)
         return func(*args, **(kwargs or {}))
 
 
