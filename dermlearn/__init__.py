@@ -14,6 +14,14 @@ from .callback import (
     CancelTrainException,
     CancelValidException,
 )
+from .data import (
+    BatchAugment,
+    ClassWeightedSampler,
+    DermData,
+    DynamicBalance,
+    grouped_split,
+    stratified_split,
+)
 from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
 from .datasets import LESION_CLASSES, SyntheticLesions, make_lesions, synthetic_dataloaders
 from .interpret import (
@@ -62,6 +70,7 @@ __all__ = [
     "IMAGENET_STD",
     "LESION_CLASSES",
     "BCEWithLogitsOneHot",
+    "BatchAugment",
     "Callback",
     "CancelBackwardException",
     "CancelBatchException",
@@ -70,9 +79,12 @@ __all__ = [
     "CancelStepException",
     "CancelTrainException",
     "CancelValidException",
+    "ClassWeightedSampler",
     "CrossEntropy",
     "DataLoaders",
+    "DermData",
     "DermModel",
+    "DynamicBalance",
     "EarlyStopping",
     "GradCAM",
     "GuidedBackprop",
@@ -104,6 +116,7 @@ __all__ = [
     "create_model",
     "default_device",
     "even_mults",
+    "grouped_split",
     "leading_pairs",
     "logit_diff",
     "lr_find",
@@ -115,6 +128,7 @@ __all__ = [
     "sgd",
     "slide",
     "steep",
+    "stratified_split",
     "synthetic_dataloaders",
     "top_k_accuracy",
     "valley",

@@ -64,6 +64,9 @@ class DataLoaders:
         train_tfms: Callables applied to ``x`` on the device before ``batch_tfms``, during
             training only (augmentation).
         vocab: Class names in index order.
+        cbs: Callbacks the data needs in training (e.g. dynamic class balancing); a
+            Learner adds them.
+        class_weights: Optional per-class loss weights ``(C,)`` (inverse frequency).
     """
 
     def __init__(
@@ -73,6 +76,8 @@ class DataLoaders:
         batch_tfms: Sequence[BatchTfm] | None = None,
         train_tfms: Sequence[BatchTfm] | None = None,
         vocab: Sequence[str] | None = None,
+        cbs: Sequence | None = None,
+        class_weights: Tensor | None = None,
     ) -> None:
         if not hasattr(train, "__len__"):
             raise TypeError(f"the training loader must have a length, got {type(train).__name__}")
@@ -80,6 +85,8 @@ class DataLoaders:
         self.batch_tfms = list(batch_tfms or [])
         self.train_tfms = list(train_tfms or [])
         self.vocab = list(vocab) if vocab is not None else None
+        self.cbs = list(cbs or [])
+        self.class_weights = class_weights
 
     def __getitem__(self, i: int) -> Iterable | None:
         return (self.train, self.valid)[i]

@@ -177,7 +177,9 @@ class Learner:
         self.add_cbs([Recorder()])
         if progress:
             self.add_cb(ProgressCallback())
+        self.add_cbs(self.dls.cbs)
         self.add_cbs(cbs or [])
+        self._augment_valid = False
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -387,7 +389,7 @@ class Learner:
     def _one_batch(self, i: int, b: Any) -> None:
         self.iter = i
         x, self.yb = self._to_device(b)
-        self.xb = self.dls.apply(x, self.training)
+        self.xb = self.dls.apply(x, self.training or self._augment_valid)
         self._with_events(self._do_one_batch, "batch", CancelBatchException)
 
     def _all_batches(self) -> None:
@@ -545,6 +547,17 @@ class Learner:
 
         return explain(self, items, targets, layer, gbp)
 
+    # ------------------------------------------------------------------ distributed
+    @staticmethod
+    def all_reduce_sum(t: Tensor) -> Tensor:
+        """Sum of ``t`` over all processes of a torch.distributed run (``t`` itself otherwise)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            t = t.clone()
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
     # ------------------------------------------------------------------ evaluation
     def per_item_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         """Loss of each item, shape ``(B,)``."""
@@ -602,6 +615,28 @@ class Learner:
         if with_input:
             out.append(res["inputs"])
         return tuple(out)
+
+    def tta(self, dl: Iterable | None = None, n: int = 4, beta: float = 0.25) -> tuple[Tensor, Tensor]:
+        """Test-time augmentation: the mean probabilities of ``n`` passes with the training
+        augmentations (``dls.train_tfms``), blended with the plain pass as fastai does:
+        ``(1 - beta) * mean_augmented + beta * plain``.
+
+        Returns:
+            ``(probs, targets)`` on the CPU.
+        """
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        plain, targets = self.get_preds(dl)
+        augmented = []
+        self._augment_valid = True
+        try:
+            for _ in range(n):
+                augmented.append(self.get_preds(dl)[0])
+        finally:
+            self._augment_valid = False
+        return (1 - beta) * torch.stack(augmented).mean(0) + beta * plain, targets
 
     def predict(self, item: Tensor) -> tuple[str | int, int, Tensor]:
         """Predict one image.

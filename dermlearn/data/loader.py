@@ -1,0 +1,90 @@
+"""A loader over tensors already in memory (or on the GPU): batches are gathered with one
+``index_select`` per tensor, without per-item Python work or worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["CachedItems", "TensorLoader"]
+
+
+class CachedItems:
+    """Indexable view of cached images and labels (what ``loader.dataset`` returns).
+
+    ``items[i]`` is ``(image uint8 (3, P, P), label)``; ``meta`` holds one dict per item.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, meta: Sequence[dict[str, Any]] | None = None, paths: Sequence[str] | None = None) -> None:
+        self.images, self.labels = images, labels
+        self.meta = list(meta) if meta is not None else [{} for _ in range(len(labels))]
+        self.paths = list(paths) if paths is not None else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.images[i], self.labels[i]
+
+
+class TensorLoader:
+    """Batches of ``(images[idx], labels[idx])``.
+
+    Args:
+        items: The cached items.
+        bs: Batch size.
+        shuffle: Shuffle each epoch (seeded by ``seed`` and the epoch number).
+        drop_last: Drop the last incomplete batch.
+        sampler: Instead of the items in order, the indices it draws each epoch
+            (``indices()``; ``set_epoch`` is called before each epoch).
+        index: A fixed index list (e.g. static oversampling) to iterate instead of ``range(N)``.
+        seed: Base seed for shuffling.
+        pin_memory: Pin batches for faster host-to-GPU copies (only when images are on the CPU).
+    """
+
+    def __init__(self, items: CachedItems, bs: int = 64, shuffle: bool = False, drop_last: bool = False, sampler=None,
+                 index: Sequence[int] | None = None, seed: int = 0, pin_memory: bool = False) -> None:  # fmt: skip
+        if bs < 1:
+            raise ValueError(f"batch size must be >= 1, got {bs}")
+        self.dataset, self.bs, self.shuffle, self.drop_last = items, bs, shuffle, drop_last
+        self.sampler, self.seed, self.pin_memory = sampler, seed, pin_memory
+        self.index = np.asarray(index if index is not None else np.arange(len(items)), dtype=np.int64)
+        self.epoch = 0
+
+    def _order(self) -> np.ndarray:
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+            return np.asarray(self.sampler.indices(), dtype=np.int64)
+        if self.shuffle:
+            rng = np.random.default_rng(self.seed * 1_000_003 + self.epoch)
+            return self.index[rng.permutation(len(self.index))]
+        return self.index
+
+    def _n(self) -> int:
+        return len(self.sampler) if self.sampler is not None else len(self.index)
+
+    def __len__(self) -> int:
+        n = self._n()
+        return n // self.bs if self.drop_last else -(-n // self.bs)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.from_numpy(self._order())
+        self.epoch += 1
+        images, labels = self.dataset.images, self.dataset.labels
+        order = order.to(images.device)
+        for k in range(len(self)):
+            idx = order[k * self.bs : (k + 1) * self.bs]
+            x, y = images.index_select(0, idx), labels.index_select(0, idx.to(labels.device))
+            if self.pin_memory and x.device.type == "cpu":
+                x, y = x.pin_memory(), y.pin_memory()
+            yield x, y
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = state["epoch"]

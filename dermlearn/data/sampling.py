@@ -1,0 +1,173 @@
+"""Class balancing: static oversampling, per-epoch weighted sampling (rank-aware), dynamic
+re-weighting from validation recall (the study's "dynamic beats static"), loss weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..callback import Callback
+
+__all__ = ["ClassWeightedSampler", "DynamicBalance", "inverse_frequency_weights", "oversample_indices", "recall_weights"]
+
+
+def oversample_indices(labels: Sequence[int], seed: int = 0) -> np.ndarray:
+    """Static balancing: every class brought to the size of the largest by drawing extra
+    items of that class with replacement, once. Returns the fixed index list (each original
+    item at least once)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    top = counts.max()
+    out = []
+    for c, n in zip(classes, counts):
+        idx = np.flatnonzero(labels == c)
+        out.append(idx)
+        if n < top:
+            out.append(rng.choice(idx, size=top - n, replace=True))
+    return np.sort(np.concatenate(out))
+
+
+def inverse_frequency_weights(labels: Sequence[int], n_classes: int) -> Tensor:
+    """Per-class loss weights ``N / (C * n_c)`` (1 for every class when balanced); classes
+    without items get weight 0."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def recall_weights(recall: Sequence[float], floor: float = 0.1) -> np.ndarray:
+    """Class sampling weights from per-class recall: ``(1 - recall_c) + floor``, normalised
+    to sum to 1. Weaker classes are drawn more; with ``floor > 0`` no class gets weight 0;
+    equal recalls give equal weights. NaN recalls (class absent) get the mean weight."""
+    if floor <= 0:
+        raise ValueError(f"floor must be > 0 so that no class is starved, got {floor}")
+    r = np.asarray(recall, dtype=np.float64)
+    w = 1.0 - r + floor
+    if np.isnan(w).all():
+        return np.full(len(r), 1.0 / len(r))
+    w = np.where(np.isnan(w), np.nanmean(w), w)
+    return w / w.sum()
+
+
+class ClassWeightedSampler:
+    """Draws ``num_samples`` item indices per epoch with replacement so that class ``c`` is
+    drawn with probability ``class_weights[c]`` (uniform within a class).
+
+    Rank-aware: every rank draws the same global sequence (seeded by ``seed`` and the
+    epoch) and keeps every ``world_size``-th index from its ``rank``, so the weights and
+    the draws agree on all ranks.
+
+    Args:
+        labels: Class index of each item.
+        class_weights: One weight per class (normalised internally); default uniform over
+            the classes present.
+        num_samples: Draws per epoch over all ranks (default: the number of items).
+        seed: Base seed.
+        rank, world_size: This process's place in a distributed run.
+    """
+
+    def __init__(self, labels: Sequence[int], class_weights: Sequence[float] | None = None, num_samples: int | None = None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.n_classes = int(self.labels.max()) + 1 if len(self.labels) else 0
+        self.counts = np.bincount(self.labels, minlength=self.n_classes)
+        self.num_samples = int(num_samples if num_samples is not None else len(self.labels))
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        if class_weights is None:
+            class_weights = (self.counts > 0).astype(np.float64)
+        self.set_class_weights(class_weights)
+
+    def set_class_weights(self, w: Sequence[float]) -> None:
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.n_classes,) or (w < 0).any() or not np.isfinite(w).all():
+            raise ValueError(f"class weights must be {self.n_classes} finite non-negative values, got {w}")
+        w = np.where(self.counts > 0, w, 0.0)
+        if w.sum() <= 0:
+            raise ValueError("every class present has weight 0")
+        self.class_weights = w / w.sum()
+        self._item_p = torch.from_numpy(self.class_weights[self.labels] / self.counts[self.labels])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> np.ndarray:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        idx = torch.multinomial(self._item_p, self.num_samples, replacement=True, generator=g).numpy()
+        return idx[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_samples, self.world_size))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"class_weights": self.class_weights.tolist(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_class_weights(state["class_weights"])
+        self.epoch = state["epoch"]
+
+
+class DynamicBalance(Callback):
+    """Re-weight the training sampler every epoch from the previous epoch's per-class
+    validation recall (see :func:`recall_weights`).
+
+    The training loader must sample with a :class:`ClassWeightedSampler` (``DermData``
+    builds one with ``balance='dynamic'``). Weights start uniform over classes.
+
+    Attributes:
+        history: The class weights used in each epoch.
+    """
+
+    order = 52
+    run_train = False
+
+    def __init__(self, floor: float = 0.1) -> None:
+        super().__init__()
+        self.floor = floor
+        self.history: list[list[float]] = []
+
+    def _sampler(self) -> ClassWeightedSampler:
+        s = getattr(self.learn.dls.train, "sampler", None)
+        if not isinstance(s, ClassWeightedSampler):
+            raise TypeError("DynamicBalance needs a training loader that samples with a ClassWeightedSampler (DermData.dls(balance='dynamic'))")
+        return s
+
+    def before_fit(self) -> None:
+        self._sampler()
+
+    def before_epoch(self) -> None:
+        self.history.append(self._sampler().class_weights.tolist())
+
+    def before_validate(self) -> None:
+        self._correct: Tensor | None = None
+        self._total: Tensor | None = None
+
+    def after_loss(self) -> None:
+        learn = self.learn
+        c = learn.pred.shape[1]
+        y = learn.yb.argmax(1) if learn.yb.ndim == 2 else learn.yb
+        hit = (learn.pred.argmax(1) == y).float()
+        total = torch.bincount(y, minlength=c).float()
+        correct = torch.bincount(y, weights=hit, minlength=c)
+        self._total = total if self._total is None else self._total + total
+        self._correct = correct if self._correct is None else self._correct + correct
+
+    def after_validate(self) -> None:
+        if self._total is None:
+            return
+        total, correct = self.learn.all_reduce_sum(self._total), self.learn.all_reduce_sum(self._correct)
+        recall = (correct / total).cpu().numpy()  # NaN for classes absent from validation
+        sampler = self._sampler()
+        recall = recall[: sampler.n_classes]
+        sampler.set_class_weights(recall_weights(recall, self.floor))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = state["history"]

@@ -1,0 +1,357 @@
+"""Data: robust decoding, sources, honest splits, in-memory loaders, batched augmentation,
+class balancing, TTA; real PAD-UFES-20 / DermaMNIST / CIFAR-10 where present."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import dermlearn as dl
+from dermlearn.data import (
+    BatchAugment,
+    ClassWeightedSampler,
+    UnreadableImage,
+    load_image,
+    oversample_indices,
+    recall_weights,
+)
+from dermlearn.data.sampling import inverse_frequency_weights
+
+from .conftest import require_data
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+
+
+def _png(path, arr, mode=None):
+    Image.fromarray(arr, mode).save(path)
+    return path
+
+
+def synthetic_folder(root, n=60, size=32, seed=0, n_classes=3):
+    ds = dl.make_lesions(n=n, size=size, n_classes=n_classes, seed=seed)
+    for i in range(n):
+        d = root / ds.classes[int(ds.labels[i])]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ds.images[i].permute(1, 2, 0).numpy()).save(d / f"{i:04d}.png")
+    return ds
+
+
+# ---------------------------------------------------------------------------- decoding
+def test_colour_modes_16bit_and_exif(tmp_path):
+    gray = load_image(_png(tmp_path / "g.png", np.full((10, 12), 77, np.uint8)))
+    assert gray.mode == "RGB" and np.asarray(gray)[0, 0].tolist() == [77, 77, 77]
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    assert np.asarray(load_image(_png(tmp_path / "a.png", rgba, "RGBA")))[0, 0].tolist() == [200, 0, 0]
+    sixteen = np.array([[0, 32768, 65535]], dtype=np.uint16).repeat(4, 0)
+    Image.fromarray(sixteen).save(tmp_path / "s.png")
+    assert Image.open(tmp_path / "s.png").mode.startswith("I")
+    assert np.asarray(load_image(tmp_path / "s.png"))[0, :, 0].tolist() == [0, 128, 255]
+    # EXIF orientation 6 (rotate 90 degrees clockwise to display): 40x20 stored -> 20x40 shown
+    img = Image.new("RGB", (40, 20), (10, 20, 30))
+    img.paste((250, 0, 0), (0, 0, 5, 5))  # red square top-left of the stored image
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    up = load_image(tmp_path / "r.jpg")
+    assert up.size == (20, 40)
+    a = np.asarray(up)
+    assert a[2, -3, 0] > 200 and a[2, 2, 0] < 100  # the red corner moved to the top right
+
+
+def test_unreadable_files_are_reported_by_path(tmp_path):
+    good = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(good, "JPEG")
+    (tmp_path / "trunc.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    for name, reason in [("trunc.jpg", "truncated"), ("zero.png", "empty"), ("text.png", "not an image"), ("corrupt.png", "")]:
+        with pytest.raises(UnreadableImage, match=name) as e:
+            load_image(tmp_path / name)
+        assert reason in e.value.reason
+
+
+def test_dermdata_lists_all_bad_files_or_skips_them(tmp_path):
+    synthetic_folder(tmp_path / "imgs", n=30)
+    (tmp_path / "imgs" / "macula" / "zz_zero.png").write_bytes(b"")
+    (tmp_path / "imgs" / "tumor" / "zz_text.jpg").write_text("hello")
+    data = dl.DermData.from_folder(tmp_path / "imgs")
+    with pytest.raises(ValueError, match="2 unreadable") as e:
+        data.dls(bs=8, size=32, progress=False)
+    assert "zz_zero.png" in str(e.value) and "zz_text.jpg" in str(e.value) and "empty" in str(e.value)
+    with pytest.warns(UserWarning, match="dropped 2 unreadable"):
+        dls = data.dls(bs=8, size=32, skip_bad=True, progress=False)
+    n = len(dls.train.dataset) + len(dls.valid.dataset)
+    assert n == 30
+    for _ in range(2):  # whole epochs run without a decode error
+        for x, y in dls.train:
+            assert x.dtype == torch.uint8
+
+
+# ---------------------------------------------------------------------------- sources
+def test_csv_label_column_one_hot_and_errors(tmp_path):
+    ds = synthetic_folder(tmp_path / "imgs", n=24)
+    files = sorted((tmp_path / "imgs").rglob("*.png"))
+    rel = [str(f.relative_to(tmp_path)) for f in files]
+    labels = [f.parent.name for f in files]
+    pd.DataFrame({"image": rel, "dx": labels, "patient": [i // 2 for i in range(24)]}).to_csv(tmp_path / "a.csv", index=False)
+    data = dl.DermData.from_csv(tmp_path / "a.csv", label_col="dx", group_col="patient")
+    assert data.classes == sorted(set(labels)) and "patient" in data.items.columns
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['diagnosis'\].*'dx'"):
+        dl.DermData.from_csv(tmp_path / "a.csv", label_col="diagnosis")
+    with pytest.raises(ValueError, match=r"row \d+ .* has label 'ulcer', not one of the classes"):
+        dl.DermData.from_csv(tmp_path / "a.csv", label_col="dx", classes=["macula", "tumor"])
+    # ISIC style: one 0/1 column per class, ids without extension
+    onehot = pd.DataFrame({"image": [r[:-4] for r in rel]})
+    for c in ds.classes:
+        onehot[c] = [1.0 if lab == c else 0.0 for lab in labels]
+    onehot.to_csv(tmp_path / "gt.csv", index=False)
+    d2 = dl.DermData.from_csv(tmp_path / "gt.csv", label_col=None, label_cols=ds.classes, suffix=".png")
+    assert d2.classes == ds.classes and [d2.classes[i] for i in d2.y] == labels
+    onehot.loc[3, ds.classes] = 1.0
+    onehot.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"row 5 .* 3 positive classes"):
+        dl.DermData.from_csv(tmp_path / "bad.csv", label_col=None, label_cols=ds.classes, suffix=".png")
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        dl.DermData.from_csv(tmp_path / "nope.csv")
+
+
+def test_explicit_validation_set_is_honoured(tmp_path):
+    synthetic_folder(tmp_path / "imgs", n=24)
+    table = dl.data.folder_table(tmp_path / "imgs")
+    table["is_valid"] = [i % 4 == 0 for i in range(len(table))]
+    d = dl.DermData(table, valid="is_valid")
+    assert d.indices("valid").tolist() == [i for i in range(24) if i % 4 == 0]
+    d = dl.DermData(table, valid=[1, 2, 3])
+    assert d.indices("valid").tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="is_val"):
+        dl.DermData(table, valid="is_val")
+
+
+# ---------------------------------------------------------------------------- splits
+def test_grouped_split_on_pad_ufes_20():
+    require_data("pad-ufes-20", "labels.csv")
+    data = dl.DermData.pad_ufes_20()
+    tr, va = data.indices("train"), data.indices("valid")
+    pats = data.items["patient_id"]
+    assert not set(pats.iloc[tr]) & set(pats.iloc[va])
+    whole = np.bincount(data.y, minlength=data.c) / len(data.y)
+    valid = np.bincount(data.y[va], minlength=data.c) / len(va)
+    assert np.abs(valid - whole).max() < 0.03
+    assert abs(len(va) / len(data.y) - 1 / 6) < 0.02
+    again = dl.DermData.pad_ufes_20()
+    assert np.array_equal(again.indices("valid"), va)
+    other = dl.DermData.pad_ufes_20(seed=1)
+    assert not np.array_equal(other.indices("valid"), va)
+
+
+def test_stratified_split_keeps_class_shares():
+    y = np.repeat(np.arange(4), [60, 30, 12, 6])
+    tr, va = dl.stratified_split(y, 1 / 6, seed=0)
+    assert np.bincount(y[va]).tolist() == [10, 5, 2, 1]
+    assert np.array_equal(va, dl.stratified_split(y, 1 / 6, seed=0)[1])
+    with pytest.raises(ValueError, match="valid_pct"):
+        dl.stratified_split(y, 0)
+    with pytest.raises(ValueError, match="missing values"):
+        dl.grouped_split([0, 1, 0], ["a", None, "b"])
+
+
+# ---------------------------------------------------------------------------- loader + augmentation
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder")
+    synthetic_folder(root, n=90, size=40, n_classes=3)
+    return dl.DermData.from_folder(root)
+
+
+def test_loaders_are_reproducible_and_cached(folder_data):
+    a = folder_data.dls(bs=16, size=32, seed=5, progress=False)
+    b = folder_data.dls(bs=16, size=32, seed=5, progress=False)
+    for (xa, ya), (xb, yb) in zip(a.train, b.train):
+        assert torch.equal(ya, yb)
+        torch.testing.assert_close(a.apply(xa, True), b.apply(xb, True))
+    assert len(a.train) == len(a.train.dataset) // 16
+    e1 = [y for _, y in a.train]
+    e2 = [y for _, y in a.train]
+    assert not all(torch.equal(u, v) for u, v in zip(e1, e2))  # reshuffled each epoch
+    x, _ = next(iter(a.valid))
+    v = a.apply(x, training=False)
+    assert v.shape[-2:] == (32, 32) and v.dtype == torch.float32
+
+
+def test_disk_cache_skips_decoding(folder_data, monkeypatch, tmp_path):
+    folder_data.images(24, cache_dir=tmp_path / "c", progress=False)
+    import dermlearn.data.cache as cache
+
+    monkeypatch.setattr(cache, "_decode_one", lambda p, s: (_ for _ in ()).throw(AssertionError("decoded again")))
+    fresh = dl.DermData.from_folder(folder_data.items["path"].iloc[0].rsplit("/", 2)[0])
+    imgs = fresh.images(24, cache_dir=tmp_path / "c", progress=False)
+    assert torch.equal(imgs, folder_data.images(24, cache_dir=tmp_path / "c"))
+
+
+def test_augment_flip_identity_replay_and_batch_consistency():
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    flip_only = BatchAugment(16, max_rotate=0, max_zoom=1.0, max_warp=0, max_lighting=0, seed=0)
+    p = flip_only.sample(4)
+    out = flip_only.apply(x, p)
+    for i in range(4):
+        ref = x[i].float() / 255
+        if p.matrix[i, 0, 0] < 0:
+            ref = ref.flip(-1)
+        if p.matrix[i, 1, 1] < 0:
+            ref = ref.flip(-2)
+        torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+    aug = BatchAugment(12, seed=3)
+    p = aug.sample(4)
+    full = aug.apply(x, p)
+    assert full.shape == (4, 3, 12, 12) and full.min() >= 0 and full.max() <= 1
+    from dermlearn.data.augment import AugmentParams
+
+    for i in range(4):
+        one = AugmentParams(p.matrix[i : i + 1], p.brightness[i : i + 1], p.contrast[i : i + 1], p.saturation[i : i + 1])
+        torch.testing.assert_close(aug.apply(x[i : i + 1], one), full[i : i + 1], atol=1e-6, rtol=0)
+    a, b = BatchAugment(12, seed=9), BatchAugment(12, seed=9)
+    torch.testing.assert_close(a(x), b(x))
+    with pytest.raises(ValueError, match="max_zoom"):
+        BatchAugment(12, max_zoom=0.5)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        aug(torch.zeros(3, 12, 12))
+
+
+def test_show_batch(folder_data):
+    fig = folder_data.show_batch(n=6, size=32)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 6 and set(titles) <= set(folder_data.classes)
+
+
+# ---------------------------------------------------------------------------- balancing
+def test_weighted_sampler_frequencies_ranks_and_determinism():
+    labels = np.repeat(np.arange(3), [700, 200, 100])
+    target = np.array([0.2, 0.3, 0.5])
+    s = ClassWeightedSampler(labels, target, num_samples=100_000, seed=1)
+    freq = np.bincount(labels[s.indices()], minlength=3) / 100_000
+    assert np.abs(freq - target).max() < 0.01
+    assert np.array_equal(s.indices(), ClassWeightedSampler(labels, target, 100_000, seed=1).indices())
+    s.set_epoch(1)
+    assert not np.array_equal(s.indices(), ClassWeightedSampler(labels, target, 100_000, seed=1).indices())
+    # two ranks: same weights, disjoint interleaved slices of one global draw
+    r0 = ClassWeightedSampler(labels, target, 1000, seed=2, rank=0, world_size=2).indices()
+    r1 = ClassWeightedSampler(labels, target, 1000, seed=2, rank=1, world_size=2).indices()
+    full = ClassWeightedSampler(labels, target, 1000, seed=2).indices()
+    assert np.array_equal(full[0::2], r0) and np.array_equal(full[1::2], r1) and len(r0) == len(r1) == 500
+    with pytest.raises(ValueError, match="class weights"):
+        s.set_class_weights([1.0, -1.0, 1.0])
+
+
+def test_static_oversampling_and_loss_weights():
+    labels = np.repeat(np.arange(3), [50, 10, 5])
+    idx = oversample_indices(labels, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [50, 50, 50]
+    assert set(range(65)) <= set(idx.tolist())
+    w = inverse_frequency_weights(labels, 4)
+    torch.testing.assert_close(w, torch.tensor([65 / (3 * 50), 65 / (3 * 10), 65 / (3 * 5), 0.0]))
+
+
+def test_recall_weights():
+    w = recall_weights([0.9, 0.5, 0.7])
+    assert w[1] > w[2] > w[0] > 0 and w.sum() == pytest.approx(1)
+    assert np.allclose(recall_weights([0.6, 0.6, 0.6]), 1 / 3)
+    assert recall_weights([1.0, 1.0, 0.0])[0] > 0  # never 0
+    w2 = recall_weights([0.4, 0.5, 0.7])  # class 0's recall dropped
+    assert w2[0] > w[0]
+    with pytest.raises(ValueError, match="floor"):
+        recall_weights([0.5], floor=0)
+
+
+class AlwaysClassZero(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.c) + self.w
+        out[:, 0] += 10
+        return out
+
+
+def test_dynamic_balance_moves_weight_to_weak_classes(folder_data):
+    dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
+    assert any(isinstance(c, dl.DynamicBalance) for c in dls.cbs)
+    learn = dl.Learner(dls, AlwaysClassZero(3), progress=False, device="cpu")
+    learn.fit(2, lr=0.0)
+    hist = learn.dynamic_balance.history
+    assert np.allclose(hist[0], 1 / 3)  # uniform at the start
+    w = dls.train.sampler.class_weights
+    assert w[1] == pytest.approx(w[2]) and w[1] > w[0] > 0  # class 0 has recall 1, the others 0
+    assert w[0] == pytest.approx(0.1 / 2.3) and np.allclose(hist[1], w)
+
+
+def test_balance_arguments(folder_data):
+    static = folder_data.dls(bs=8, size=32, balance="static", progress=False)
+    drawn = torch.cat([y for _, y in static.train])
+    counts = torch.bincount(drawn)
+    assert counts.max() - counts.min() <= 8
+    with pytest.raises(ValueError, match="balance"):
+        folder_data.dls(balance="smote")
+
+
+def test_tta_blends_augmented_and_plain(folder_data):
+    dls = folder_data.dls(bs=16, size=32, progress=False)
+    torch.manual_seed(0)
+    learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), progress=False, device="cpu")
+    plain, t = learn.get_preds()
+    p1, t1 = learn.tta(n=2, beta=1.0)
+    torch.testing.assert_close(p1, plain)
+    p, _ = learn.tta(n=3)
+    assert torch.equal(t1, t) and not torch.allclose(p, plain)
+    torch.testing.assert_close(p.sum(1), torch.ones(len(p)))
+    assert learn._augment_valid is False
+
+
+# ---------------------------------------------------------------------------- real data end to end
+def test_pad_ufes_20_trains_end_to_end_at_128px():
+    require_data("pad-ufes-20", "labels.csv")
+    data = dl.DermData.pad_ufes_20()
+    dls = data.dls(bs=32, size=128, balance="dynamic", progress=False)
+    torch.manual_seed(0)
+    learn = dl.Learner(dls, dl.create_model("resnet18", data.c), metrics=[dl.accuracy, dl.balanced_accuracy], progress=False)
+    learn.fit_one_cycle(2, 2e-3)
+    v = learn.recorder.values
+    assert len(v) == 2 and np.isfinite(v[-1]["valid_loss"]) and 0 <= v[-1]["balanced_accuracy"] <= 1
+    meta = dls.valid.dataset.meta
+    assert {"patient_id", "fitzpatrick", "region", "mask"} <= set(meta[0])
+    interp = dl.Interpretation.from_learner(learn)
+    by_skin = interp.metrics_by_group([m["fitzpatrick"] for m in meta], name="fitzpatrick")
+    assert by_skin["n"].sum() == len(meta) and "missing" in set(by_skin["fitzpatrick"].astype(str))
+
+
+def test_dermamnist_official_split_and_test_loader():
+    require_data("dermamnist.tar.gz")
+    data = dl.DermData.dermamnist()
+    assert data.counts().sum().to_dict() == {"test": 2005, "train": 7007, "valid": 1003}
+    assert data.classes == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    dls = data.dls(bs=256, size=28, presize=28, progress=False)
+    x, y = next(iter(dls.train))
+    assert x.shape == (256, 3, 28, 28)
+    te = data.test_dl(size=28, presize=28)
+    assert len(te.dataset) == 2005
+
+
+def test_cifar10_tables():
+    require_data("cifar10.tar.gz")
+    data = dl.DermData.cifar10()
+    assert data.counts().sum().to_dict() == {"train": 50000, "valid": 10000} and data.c == 10
+    study = dl.DermData.cifar10(test_as_valid=False)
+    c = study.counts().sum().to_dict()
+    assert c["test"] == 10000 and abs(c["valid"] / 50000 - 1 / 6) < 0.001
