@@ -59,10 +59,12 @@ class DataLoaders:
     Args:
         train: Loader of training batches ``(x, y)``.
         valid: Loader of validation batches, or None.
-        batch_tfms: Callables applied in order to ``x`` on the model's device, for every
-            split (e.g. ``[Normalize()]``).
-        train_tfms: Callables applied to ``x`` on the device before ``batch_tfms``, during
-            training only (augmentation).
+        batch_tfms: Callables applied in order to ``x`` on the model's device to make
+            model inputs (e.g. ``[Normalize()]``): for evaluation, and for training unless
+            ``train_tfms`` is given.
+        train_tfms: The whole pipeline for training batches (augmentation included; it
+            replaces ``batch_tfms`` in training, so it can fuse normalisation into its
+            last pass). Test-time augmentation uses it too.
         vocab: Class names in index order.
         cbs: Callbacks the data needs in training (e.g. dynamic class balancing); a
             Learner adds them.
@@ -111,11 +113,9 @@ class DataLoaders:
         return x.float() / 255.0 if x.dtype == torch.uint8 else x
 
     def apply(self, x: Tensor, training: bool) -> Tensor:
-        """Run ``train_tfms`` (when ``training``) then ``batch_tfms`` on ``x``."""
-        if training:
-            for t in self.train_tfms:
-                x = t(x)
-        for t in self.batch_tfms:
+        """Model inputs from a raw batch: ``train_tfms`` when ``training`` and given, else
+        ``batch_tfms``."""
+        for t in self.train_tfms if (training and self.train_tfms) else self.batch_tfms:
             x = t(x)
         return x
 

@@ -94,7 +94,7 @@ def test_dermdata_lists_all_bad_files_or_skips_them(tmp_path):
     n = len(dls.train.dataset) + len(dls.valid.dataset)
     assert n == 30
     for _ in range(2):  # whole epochs run without a decode error
-        for x, y in dls.train:
+        for x, _ in dls.train:
             assert x.dtype == torch.uint8
 
 
@@ -355,3 +355,23 @@ def test_cifar10_tables():
     study = dl.DermData.cifar10(test_as_valid=False)
     c = study.counts().sum().to_dict()
     assert c["test"] == 10000 and abs(c["valid"] / 50000 - 1 / 6) < 0.001
+
+
+def test_fused_colour_pass_equals_stepwise_float64_reference():
+    """Saturation, contrast, brightness, clamp and normalisation, done step by step in float64."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=g)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    aug = BatchAugment(16, flip=False, flip_vert=False, max_rotate=0, max_zoom=1.0, max_warp=0, max_lighting=0.5,
+                       p_lighting=1.0, seed=1, mean=mean, std=std)  # fmt: skip
+    p = aug.sample(5)
+    out = aug.apply(x, p)
+    v = x.double() / 255
+    gray = 0.299 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3]
+    v = gray + (v - gray) * p.saturation.double().view(5, 1, 1, 1)
+    m = v.mean(dim=(1, 2, 3), keepdim=True)
+    v = (v - m) * p.contrast.double().view(5, 1, 1, 1) + m + p.brightness.double().view(5, 1, 1, 1)
+    v = v.clamp(0, 1)
+    ref = (v - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=0)
+    assert (p.brightness != 0).all() and (p.contrast != 1).all()

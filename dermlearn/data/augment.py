@@ -87,6 +87,8 @@ class BatchAugment(nn.Module):
         p_affine: Probability that a sample gets rotation/zoom/warp.
         p_lighting: Probability that a sample gets the lighting change.
         seed: Seed of the parameter generator.
+        mean, std: When given, the output is normalised, ``(x - mean) / std``, in the same
+            pass as the lighting change (the clamp to [0, 1] is applied before it).
     """
 
     def __init__(
@@ -101,8 +103,12 @@ class BatchAugment(nn.Module):
         p_affine: float = 0.75,
         p_lighting: float = 0.75,
         seed: int = 0,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
         if max_zoom < 1.0:
             raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
         if not 0.0 <= max_warp <= 0.5:
@@ -114,6 +120,9 @@ class BatchAugment(nn.Module):
         self.p_affine, self.p_lighting = p_affine, p_lighting
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32)
+        self._buffers_cache: dict[tuple, Tensor] = {}
 
     def sample(self, b: int) -> AugmentParams:
         """Draw parameters for ``b`` samples."""
@@ -150,23 +159,61 @@ class BatchAugment(nn.Module):
 
     def apply(self, x: Tensor, p: AugmentParams) -> Tensor:
         """Apply given parameters to ``x`` (uint8 or float ``(B, 3, H, W)``): float
-        ``(B, 3, S, S)`` in [0, 1]."""
-        x = _to_float(x)
-        b, dev = x.shape[0], x.device
-        lin = (torch.arange(self.size, device=dev, dtype=torch.float32) * 2 + 1) / self.size - 1
-        yy, xx = torch.meshgrid(lin, lin, indexing="ij")
-        base = torch.stack([xx, yy, torch.ones_like(xx)], -1).view(1, -1, 3)  # (1, S*S, 3)
-        pts = base @ p.matrix.to(dev).transpose(1, 2)  # (B, S*S, 3)
-        grid = (pts[..., :2] / pts[..., 2:].clamp(min=1e-3)).view(b, self.size, self.size, 2)
-        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        br = p.brightness.to(dev).view(b, 1, 1, 1)
-        ct = p.contrast.to(dev).view(b, 1, 1, 1)
-        st = p.saturation.to(dev).view(b, 1, 1, 1)
-        gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
-        out = gray + (out - gray) * st
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = (out - mean) * ct + mean + br
-        return out.clamp_(0, 1)
+        ``(B, 3, S, S)``, in [0, 1] or normalised when ``mean``/``std`` were given.
+
+        Geometry: one ``grid_sample`` (the affine part from ``affine_grid``, then the
+        perspective divide). Colour: saturation, contrast and brightness are linear per
+        pixel, so with the /255 scaling they form one 3x3 matrix and bias per sample,
+        applied with a single batched matmul; then the clamp (and normalisation) in one pass.
+        """
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(x.shape)}")
+        scale = 1 / 255.0 if x.dtype == torch.uint8 else 1.0
+        b, dev, s = x.shape[0], x.device, self.size
+        xf = self._buffer("input", x.shape, dev).copy_(x)  # uint8 -> float without a fresh allocation
+        m = p.matrix.to(dev)
+        lin = (torch.arange(s, device=dev, dtype=torch.float32) * 2 + 1) / s - 1
+        cx, cy = lin.view(1, 1, s), lin.view(1, s, 1)
+
+        def row(k: int, const: Tensor | float) -> Tensor:  # m[k, 0] * x + m[k, 1] * y + const, (B, S, S)
+            return m[:, k, 0].view(b, 1, 1) * cx + (m[:, k, 1].view(b, 1, 1) * cy + const)
+
+        inv_w = row(2, m[:, 2, 2].view(b, 1, 1)).clamp_(min=1e-3).reciprocal_()  # perspective divide
+        grid = self._buffer("grid", (b, s, s, 2), dev)
+        torch.mul(row(0, m[:, 0, 2].view(b, 1, 1)), inv_w, out=grid[..., 0])
+        torch.mul(row(1, m[:, 1, 2].view(b, 1, 1)), inv_w, out=grid[..., 1])
+        out = F.grid_sample(xf, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        # colour: y = c * (S v) + (1 - c) * mean(S v) + brightness, with v in [0, 1]
+        lum = torch.tensor([0.299, 0.587, 0.114], device=dev)
+        sat = p.saturation.to(dev).view(b, 1, 1)
+        con = p.contrast.to(dev).view(b, 1, 1)
+        eye = torch.eye(3, device=dev).expand(b, 3, 3)
+        smat = sat * eye + (1 - sat) * lum.view(1, 1, 3)  # every output channel mixes in the gray value
+        chan_mean = out.mean(dim=(2, 3)) * scale  # (B, 3) channel means of v
+        img_mean = (smat @ chan_mean.unsqueeze(-1)).mean(dim=(1, 2))  # mean of S v over channels and pixels
+        a = con * smat * scale  # (B, 3, 3), applied to the sampled pixel values
+        bias = ((1 - con[:, 0, 0]) * img_mean + p.brightness.to(dev)).view(b, 1).expand(b, 3)
+        lo, hi = torch.zeros(3, device=dev), torch.ones(3, device=dev)
+        if self.mean is not None:
+            mu, sd = self.mean.to(dev), self.std.to(dev)
+            a = a / sd.view(1, 3, 1)
+            bias = (bias - mu) / sd
+            lo, hi = (lo - mu) / sd, (hi - mu) / sd
+        flat = out.view(b, 3, -1)
+        tmp = self._buffer("colour", flat.shape, dev)
+        torch.baddbmm(bias.unsqueeze(-1), a, flat, out=tmp)
+        torch.clamp(tmp.view_as(out), lo.view(1, 3, 1, 1), hi.view(1, 3, 1, 1), out=out)
+        return out  # ``out`` came fresh from grid_sample: safe to return
+
+    def _buffer(self, name: str, shape, device: torch.device) -> Tensor:
+        """A float32 work buffer reused across batches of the same shape (fresh 40-60 MB
+        allocations page-fault on every batch and cost more than the arithmetic)."""
+        key = (name, tuple(shape), str(device))
+        buf = self._buffers_cache.get(key)
+        if buf is None:
+            self._buffers_cache = {k: v for k, v in self._buffers_cache.items() if k[0] != name}
+            buf = self._buffers_cache[key] = torch.empty(shape, dtype=torch.float32, device=device)
+        return buf
 
     def forward(self, x: Tensor) -> Tensor:
         return self.apply(x, self.sample(x.shape[0]))

@@ -308,8 +308,10 @@ class DermData:
             train_dl = TensorLoader(train_items, bs, shuffle=True, drop_last=len(tr) > bs, seed=seed, pin_memory=pin)
         valid_dl = TensorLoader(valid_items, bs * 2, pin_memory=pin)
         if augment is True:
-            augment = BatchAugment(size, seed=seed)
-        train_tfms = [augment] if augment else [Resize(size)]
+            augment = BatchAugment(size, seed=seed, mean=tuple(mean), std=tuple(std))
+        elif augment and augment.mean is None:
+            raise ValueError("pass a BatchAugment built with mean= and std= (it normalises in its last pass)")
+        train_tfms = [augment] if augment else None
         dls = DataLoaders(train_dl, valid_dl, batch_tfms=[Resize(size), Normalize(mean, std)], train_tfms=train_tfms,
                           vocab=self.classes, cbs=cbs, class_weights=self.class_weights())  # fmt: skip
         return dls
@@ -329,7 +331,7 @@ class DermData:
 
         dls = self.dls(bs=n, size=size, augment=augment, seed=seed, progress=False)
         x, y = next(iter(dls.train))
-        imgs = dls.train_tfms[0](x) if dls.train_tfms else x
+        imgs = dls.decode_batch(dls.apply(x, training=augment))
         nrows = -(-len(y) // ncols)
         fig, axs = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
         for ax in axs.flat:
