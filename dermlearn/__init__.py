@@ -24,6 +24,7 @@ from .data import (
 )
 from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
 from .datasets import LESION_CLASSES, SyntheticLesions, make_lesions, synthetic_dataloaders
+from .export import load_learner
 from .interpret import (
     GradCAM,
     GuidedBackprop,
@@ -119,6 +120,7 @@ __all__ = [
     "grouped_split",
     "leading_pairs",
     "logit_diff",
+    "load_learner",
     "lr_find",
     "macro_f1",
     "make_lesions",

@@ -1,7 +1,7 @@
 """The ``dermlearn`` command.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad arguments or inputs (missing path, bad
-value), as argparse does.
+Exit codes: 0 success; 1 runtime failure; 2 bad arguments or inputs (missing path, bad
+column, unknown architecture), as argparse does; 3 ``predict`` read only some of the files.
 """
 
 from __future__ import annotations
@@ -12,7 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_data import add_data_args, data_from_args
+
 __all__ = ["main"]
+
+ARCH_HELP = ("simple_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet161")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -76,6 +80,221 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _learner_for(args: argparse.Namespace, data):
+    from .learner import Learner
+    from .losses import BCEWithLogitsOneHot, CrossEntropy
+    from .metrics import accuracy, balanced_accuracy
+    from .models import create_model
+
+    dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar)
+    if args.loss == "bce":
+        loss = BCEWithLogitsOneHot(weight=dls.class_weights if args.balance == "loss" else None)
+    else:
+        loss = CrossEntropy(weight=dls.class_weights if args.balance == "loss" else None)
+    pretrained = args.pretrained if args.pretrained not in (None, "none") else False
+    pretrained = True if pretrained == "imagenet" else pretrained
+    model = create_model(args.arch, data.c, pretrained=pretrained)
+    return Learner(dls, model, loss_func=loss, metrics=[accuracy, balanced_accuracy], path=args.out, progress=not args.no_bar)
+
+
+def _train(args: argparse.Namespace) -> int:
+    """The study's recipe: LR range test, head with SGDR, unfreeze, discriminative LRs with
+    SGDR (cycle length doubling), early stopping; export and plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from .lr_finder import minimum, valley
+    from .tracker import EarlyStopping
+
+    _check_arch(args.arch)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = data_from_args(args)
+    print(data)
+    learn = _learner_for(args, data)
+    pretrained = args.pretrained not in (None, "none")
+    if pretrained:
+        learn.freeze()  # transfer learning: the new head first
+    if args.lr is None:
+        res = learn.lr_find(suggest_funcs=(valley, minimum), show_plot=False)
+        _save(res.plot(), out / "lr_find.png")
+        # fastai's valley suits fine-tuning pretrained weights; from scratch, Smith's rule
+        # (an order of magnitude below the loss minimum) trains faster
+        lr = res.suggestions["valley"] if pretrained else res.suggestions["minimum"]
+        print("lr_find: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr {lr:.2e}")
+    else:
+        lr = args.lr
+    history = []
+    es = EarlyStopping(monitor="valid_loss", patience=args.patience, restore_best_weights=True)
+    if pretrained:
+        print(f"head: fit_sgdr({args.head_cycles}, 1, lr_max={lr:.2e}, cycle_mult=2)")
+        learn.fit_sgdr(args.head_cycles, 1, lr_max=lr, cycle_mult=2)
+        history += [{"phase": "head", **r} for r in learn.recorder.values]
+        learn.unfreeze()
+        print(f"all layers: fit_sgdr({args.cycles}, 1, lr_max=slice({lr / 100:.2e}, {lr / 10:.2e}), cycle_mult=2), early stopping")
+        learn.fit_sgdr(args.cycles, 1, lr_max=slice(lr / 100, lr / 10), cycle_mult=2, cbs=[es])
+    else:
+        print(f"random init, all layers: fit_sgdr({args.cycles}, 1, lr_max={lr:.2e}, cycle_mult=2), early stopping")
+        learn.fit_sgdr(args.cycles, 1, lr_max=lr, cycle_mult=2, cbs=[es])
+    history += [{"phase": "all", **r} for r in learn.recorder.values]
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    _save(learn.recorder.plot_loss(), out / "loss.png")
+    res = learn.validate()
+    path = learn.export(out / "model.pth", extra={"data": args.data, "seed": args.seed, "lr": lr, "validation": res})
+    print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    print(f"wrote {path}, history.csv, loss.png" + (", lr_find.png" if args.lr is None else ""))
+    return 0
+
+
+def _check_arch(arch: str) -> None:
+    from .models import ARCHITECTURES
+
+    if arch not in ARCHITECTURES and not arch.startswith("timm:"):
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)} or 'timm:<name>'")
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .lr_finder import minimum, slide, steep, valley
+
+    _check_arch(args.arch)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    learn = _learner_for(args, data_from_args(args))
+    if args.freeze:
+        learn.freeze()
+    res = learn.lr_find(num_it=args.num_it, suggest_funcs=(valley, slide, minimum, steep), show_plot=False)
+    _save(res.plot(), out / "lr_find.png")
+    for k, v in res.suggestions.items():
+        print(f"{k:<8} {v:.3e}")
+    print(f"wrote {out / 'lr_find.png'}" + (" (the loss diverged: the sweep stopped early)" if res.stopped_early else ""))
+    return 0
+
+
+def _interpret(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .export import load_learner
+    from .interpret import Interpretation
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    learn = load_learner(args.model)
+    data = data_from_args(args)
+    if data.classes != learn.meta["classes"]:
+        raise ValueError(f"the data's classes {data.classes} differ from the model's {learn.meta['classes']}")
+    size = args.size or learn.meta.get("input_size") or 224
+    dl = data.dls(bs=args.bs, size=size, augment=False, seed=args.seed, progress=False).valid
+    interp = Interpretation.from_learner(learn, dl=dl)
+    _save(interp.plot_confusion_matrix(), out / "confusion.png")
+    _save(interp.plot_confusion_matrix(normalize=True), out / "confusion_normalized.png")
+    report = interp.classification_report()
+    report.to_csv(out / "report.csv")
+    pairs = interp.leading_pairs(args.min_count)
+    lines = ["| label 1 | label 2 | count |", "|---|---|---|"] + [f"| {a} | {b} | {n} |" for a, b, n in pairs]
+    (out / "leading_pairs.md").write_text("\n".join(lines) + "\n")
+    print(f"{len(dl.dataset)} validation images: accuracy {interp.accuracy:.4f}, balanced accuracy {interp.balanced_accuracy:.4f}")
+    print(report.round(3).to_string())
+    print(f"\nleading confused pairs (at least {args.min_count} errors):")
+    print("\n".join(lines) if pairs else "(none)")
+    for a, b, _ in pairs[: args.pairs]:
+        name = f"gallery_{a}_{b}.png".replace("/", "-").replace(" ", "_")
+        fig = interp.plot_pair_gallery(a, b, k=args.k, path=out / name)
+        if fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+            print(f"wrote {out / name}")
+    print(f"wrote {out / 'confusion.png'}, confusion_normalized.png, report.csv, leading_pairs.md")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from .data.decode import UnreadableImage, load_image, presize_image
+    from .data.sources import IMAGE_EXTENSIONS
+    from .export import load_learner
+
+    learn = load_learner(args.model)
+    size = learn.meta.get("input_size") or 224
+    files: list[Path] = []
+    for p in map(Path, args.images):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such image or folder: {p}")
+    if not files:
+        raise ValueError("no image files found in " + ", ".join(args.images))
+    classes = learn.meta["classes"]
+    rows, failed = [], 0
+    heat = Path(args.heatmaps) if args.heatmaps else None
+    if heat:
+        heat.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        try:
+            item = presize_image(load_image(f, draft_size=size), size)
+        except UnreadableImage as e:
+            print(f"{f}: error: {e.reason}", file=sys.stderr)
+            failed += 1
+            continue
+        label, idx, probs = learn.predict(item)
+        top = probs.topk(min(args.top, len(classes)))
+        print(f"{f}: {label} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")")
+        rows.append({"image": str(f), "prediction": label, **{c: float(p) for c, p in zip(classes, probs)}})
+        if heat:
+            _heatmap(learn, item, heat / (f.stem + "_gradcam.png"), label, float(probs[idx]))
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["image"])
+            w.writeheader()
+            w.writerows(rows)
+    return 1 if failed and not rows else (3 if failed else 0)
+
+
+def _heatmap(learn, item, path: Path, label: str, prob: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ex = learn.explain(item, targets=("top1",), gbp=False)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(ex.images[0].permute(1, 2, 0).numpy())
+    ax.imshow(ex.gradcam["top1"].normalized()[0].cpu().numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    ax.set_title(f"Grad-CAM {label} {prob:.3f}")
+    ax.axis("off")
+    _save(fig, path)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    g = p.add_argument_group("model and training")
+    g.add_argument("--arch", default="resnet34", help="architecture: " + ", ".join(ARCH_HELP) + " or timm:<name> (default: %(default)s)")
+    g.add_argument("--pretrained", default="none", help="'imagenet' (torchvision weights; needs the network or the hub cache), "
+                   "a local weights file, or 'none' (default)")  # fmt: skip
+    g.add_argument("--size", type=int, default=128, help="input side in pixels (default: %(default)s)")
+    g.add_argument("--bs", type=int, default=32, help="batch size (default: %(default)s)")
+    g.add_argument("--loss", choices=["ce", "bce"], default="ce", help="cross-entropy, or the study's BCE-with-logits on one-hot targets")
+    g.add_argument("--balance", choices=["none", "static", "dynamic", "loss"], default="dynamic", help="class balancing (default: %(default)s)")
+    g.add_argument("--out", default="dermlearn-out", help="output folder (default: %(default)s)")
+    g.add_argument("--no-bar", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dermlearn", description="Train, interpret and harden classifiers for clinical skin photos.")
     p.add_argument("--version", action="version", version=_version())
@@ -98,6 +317,51 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a smaller run (400 images at 32 px) for a smoke test")
     d.add_argument("--no-bar", action="store_true", help="no progress bars or epoch table")
     d.set_defaults(func=_demo)
+
+    t = sub.add_parser("train", help="train with the study's recipe and export the model",
+                       description="The study's recipe. With --pretrained: LR range test on the frozen body, the new "
+                       "head with SGDR, then all layers with discriminative learning rates, SGDR (cycle length "
+                       "doubling) and early stopping. From random init: LR range test, then all layers with SGDR "
+                       "and early stopping. Writes model.pth (safe export), history.csv and plots to --out.")  # fmt: skip
+    _add_train_args(t)
+    t.add_argument("--lr", type=float, help="maximum learning rate (default: from the LR range test)")
+    t.add_argument("--head-cycles", type=int, default=2, help="SGDR cycles for the head (default: %(default)s)")
+    t.add_argument("--cycles", type=int, default=2, help="SGDR cycles for all layers (default: %(default)s)")
+    t.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (default: %(default)s)")
+    t.set_defaults(func=_train)
+
+    f = sub.add_parser("lr-find", help="run the LR range test and plot loss against learning rate",
+                       description="Raise the learning rate exponentially over a few batches, plot the loss, print "
+                       "the suggestions (valley, slide, minimum, steep). Writes lr_find.png to --out.")  # fmt: skip
+    _add_train_args(f)
+    f.add_argument("--num-it", type=int, default=100, help="iterations of the sweep (default: %(default)s)")
+    f.add_argument("--freeze", action="store_true", help="sweep with the body frozen (head only)")
+    f.set_defaults(func=_lr_find)
+
+    i = sub.add_parser("interpret", help="confusion matrix, leading confused pairs and Grad-CAM/GBP galleries",
+                       description="Load an exported model, predict the validation split of --data (the same seed "
+                       "gives the same split as training), and write the confusion matrix, per-class report, the "
+                       "leading confused pairs and galleries of the top pairs to --out.")  # fmt: skip
+    i.add_argument("--model", required=True, help="model file written by 'dermlearn train' or learn.export()")
+    add_data_args(i)
+    i.add_argument("--size", type=int, help="input side (default: the model's)")
+    i.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
+    i.add_argument("--min-count", type=int, default=5, help="pairs with at least this many errors (default: %(default)s)")
+    i.add_argument("--pairs", type=int, default=3, help="galleries for this many leading pairs (default: %(default)s)")
+    i.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
+    i.add_argument("--out", default="dermlearn-interpret", help="output folder (default: %(default)s)")
+    i.set_defaults(func=_interpret)
+
+    r = sub.add_parser("predict", help="class probabilities for image files or folders",
+                       description="Print the predicted class and the top probabilities of each image; optionally "
+                       "write them to a CSV and a Grad-CAM heatmap PNG per image. Exit code 0: all predicted; "
+                       "3: some files were unreadable; 1: none could be read; 2: bad arguments.")  # fmt: skip
+    r.add_argument("--model", required=True, help="model file written by 'dermlearn train' or learn.export()")
+    r.add_argument("images", nargs="+", help="image files or folders")
+    r.add_argument("--top", type=int, default=3, help="probabilities to print per image (default: %(default)s)")
+    r.add_argument("--csv", help="write image, prediction and every class probability to this CSV")
+    r.add_argument("--heatmaps", help="folder for a Grad-CAM heatmap PNG per image")
+    r.set_defaults(func=_predict)
     return p
 
 
@@ -118,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"dermlearn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

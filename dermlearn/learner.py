@@ -677,6 +677,13 @@ class Learner:
             state["opt"] = self.opt.state_dict()
         return atomic_torch_save(state, self._model_path(file))
 
+    def export(self, path: str | Path, input_size: int | None = None, extra: dict[str, Any] | None = None) -> Path:
+        """Write a safe, portable model file (weights + JSON metadata); rebuild it with
+        :func:`dermlearn.load_learner`. See :mod:`dermlearn.export`."""
+        from .export import export_learner
+
+        return export_learner(self, path, input_size, extra)
+
     def load(self, file: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
         """Load what :meth:`save` wrote (weights-only; no code runs from the file)."""
         state = safe_torch_load(self._model_path(file), map_location=self.device)

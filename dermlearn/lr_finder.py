@@ -2,9 +2,10 @@
 
 :func:`lr_find` raises the learning rate exponentially from ``start_lr`` to ``end_lr`` over
 ``num_it`` training iterations, records the smoothed loss, and stops early when the loss
-diverges. It has no side effects: model weights and buffers, optimizer state and every
-random generator (Python, NumPy, torch CPU and CUDA) are restored bit for bit afterwards,
-and nothing is written to disk (the snapshot is kept in memory).
+diverges. It has no side effects: model weights and buffers, optimizer state, every
+random generator (Python, NumPy, torch CPU and CUDA), the callbacks' state (Recorder history,
+balancing weights, ...) and the loaders' epoch counters are restored afterwards, and nothing
+is written to disk (the snapshot is kept in memory).
 
 Suggestions (named functions, as fastai's, computed on the window
 ``lrs[num_it // 10 : -5]`` of the recorded curve):
@@ -239,7 +240,13 @@ def lr_find(
     model_state = copy.deepcopy(learn.model.state_dict())
     opt_state = copy.deepcopy(learn.opt.state_dict())
     rng = _rng_state()
-    recorder_state = learn.recorder.state_dict()
+    cb_states = [(cb, copy.deepcopy(cb.state_dict())) for cb in learn.cbs]
+    loaders = [dl for dl in (learn.dls.train, learn.dls.valid) if hasattr(dl, "state_dict")]
+    loader_states = [(dl, copy.deepcopy(dl.state_dict())) for dl in loaders]
+    samplers = [s for s in (getattr(dl, "sampler", None) for dl in loaders) if hasattr(s, "state_dict")]
+    sampler_states = [(s, copy.deepcopy(s.state_dict())) for s in samplers]
+    generators = [t.generator for t in learn.dls.train_tfms + learn.dls.batch_tfms if isinstance(getattr(t, "generator", None), torch.Generator)]
+    gen_states = [(g, g.get_state()) for g in generators]
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)
     n_epoch = math.ceil(num_it / max(len(learn.dls.train), 1))
     try:
@@ -250,7 +257,10 @@ def lr_find(
         learn.opt.load_state_dict(opt_state)
         learn.opt.zero_grad(set_to_none=True)
         _set_rng_state(rng)
-        learn.recorder.load_state_dict(recorder_state)
+        for obj, st in cb_states + loader_states + sampler_states:
+            obj.load_state_dict(st)
+        for g, st in gen_states:
+            g.set_state(st)
     lrs = np.asarray(finder.lrs, dtype=np.float64)
     losses = np.asarray(finder.smoothed, dtype=np.float64)
     result = LRFindResult(lrs, losses, stopped_early=finder.stopped_early)

@@ -46,6 +46,9 @@ class TrackerCallback(Callback):
         if mode == "auto":
             mode = "min" if ("loss" in monitor or "error" in monitor) else "max"
         self.monitor, self.mode, self.min_delta, self.baseline = monitor, mode, abs(min_delta), baseline
+        self.best = baseline if baseline is not None else (math.inf if mode == "min" else -math.inf)
+        self.best_epoch = -1
+        self.improved = False
 
     def _is_better(self, value: float, best: float) -> bool:
         if self.mode == "min":
@@ -104,6 +107,9 @@ class EarlyStopping(TrackerCallback):
         if patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}")
         self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self.stop_reason: str | None = None
 
     def before_fit(self) -> None:
         super().before_fit()

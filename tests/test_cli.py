@@ -32,3 +32,68 @@ def test_demo_bad_value_is_one_line_error(capsys):
     assert main(["demo", "--quick", "--arch", "resnet35", "--out", "/tmp/x-dermlearn-bad"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dermlearn demo: error: unknown architecture 'resnet35'")
+
+
+def _folder(tmp_path, n=90):
+    from .test_data import synthetic_folder
+
+    synthetic_folder(tmp_path / "imgs", n=n, size=40, n_classes=3)
+    return tmp_path / "imgs"
+
+
+def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path)
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "32", "--bs", "16", "--cycles", "2",
+                 "--out", str(out), "--no-bar"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "random init, all layers: fit_sgdr(2, 1" in text
+    for f in ("model.pth", "history.csv", "loss.png", "lr_find.png"):
+        assert (out / f).is_file(), f
+    import pandas as pd
+
+    hist = pd.read_csv(out / "history.csv")
+    assert len(hist) >= 1 and {"train_loss", "valid_loss", "accuracy"} <= set(hist.columns)
+    res = tmp_path / "interp"
+    assert main(["interpret", "--model", str(out / "model.pth"), "--data", str(imgs), "--out", str(res), "--min-count", "1"]) == 0
+    text = capsys.readouterr().out
+    for f in ("confusion.png", "confusion_normalized.png", "report.csv", "leading_pairs.md"):
+        assert (res / f).is_file(), f
+    assert "balanced accuracy" in text and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count |")
+    heat, csv = tmp_path / "heat", tmp_path / "p.csv"
+    (tmp_path / "bad.png").write_text("not an image")
+    files = [str(p) for p in sorted(imgs.rglob("*.png"))[:3]]
+    assert main(["predict", "--model", str(out / "model.pth"), *files, "--heatmaps", str(heat), "--csv", str(csv)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(line.split(": ")[1].split()[0] in ("macula", "tumor", "ulcer") for line in lines)
+    assert len(list(heat.glob("*_gradcam.png"))) == 3
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["image", "prediction", "macula", "tumor", "ulcer"]
+    assert abs(table[["macula", "tumor", "ulcer"]].sum(1) - 1).max() < 1e-5
+    assert main(["predict", "--model", str(out / "model.pth"), files[0], str(tmp_path / "bad.png")]) == 3
+    assert "bad.png: error" in capsys.readouterr().err
+
+
+def test_train_from_local_pretrained_weights_freezes_first(tmp_path, monkeypatch, capsys):
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path, n=60)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    assert main(["train", "--data", str(imgs), "--arch", "resnet18", "--pretrained", str(tmp_path / "r18.pth"), "--size", "32",
+                 "--bs", "16", "--head-cycles", "1", "--cycles", "1", "--lr", "1e-3", "--out", str(tmp_path / "o"), "--no-bar"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "head: fit_sgdr(1, 1, lr_max=1.00e-03" in text and "slice(1.00e-05, 1.00e-04)" in text
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "t.csv").write_text("img,dx\na.png,x\n")
+    assert main(["lr-find", "--data", str(tmp_path / "t.csv"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) ['image', 'label']" in err and "'img'" in err
+    assert main(["predict", "--model", str(tmp_path / "m.pth"), str(tmp_path)]) == 2
+    assert "no model file" in capsys.readouterr().err

@@ -130,6 +130,8 @@ class DynamicBalance(Callback):
         super().__init__()
         self.floor = floor
         self.history: list[list[float]] = []
+        self._total: Tensor | None = None
+        self._correct: Tensor | None = None
 
     def _sampler(self) -> ClassWeightedSampler:
         s = getattr(self.learn.dls.train, "sampler", None)
@@ -142,6 +144,7 @@ class DynamicBalance(Callback):
 
     def before_epoch(self) -> None:
         self.history.append(self._sampler().class_weights.tolist())
+        self._total = self._correct = None
 
     def before_validate(self) -> None:
         self._correct: Tensor | None = None

@@ -1,0 +1,124 @@
+"""Safe, portable model files: ``learn.export(path)`` and :func:`load_learner`.
+
+One file (torch's zip format) holding only tensors and strings: the model's state dict and
+a JSON document with what is needed to rebuild and use it — architecture, head, classes,
+input size, normalisation, the loss's activation, preprocessing steps with their
+parameters, and the dermlearn version. Loading never unpickles arbitrary objects
+(``torch.load(..., weights_only=True)``); a truncated or tampered file is a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .dataloaders import DataLoaders, Normalize
+from .io import atomic_torch_save, safe_torch_load
+
+__all__ = ["FORMAT", "export_learner", "load_learner"]
+
+FORMAT = "dermlearn-export"
+VERSION = 1
+
+
+def _describe_tfms(tfms) -> list[dict[str, Any]]:
+    steps = []
+    for t in tfms:
+        if isinstance(t, Normalize):
+            steps.append({"name": "normalize", "mean": t.mean.flatten().tolist(), "std": t.std.flatten().tolist()})
+        elif type(t).__name__ == "Resize" and hasattr(t, "size"):
+            steps.append({"name": "resize", "size": int(t.size)})
+        else:
+            steps.append({"name": type(t).__name__, "repr": repr(t)})
+    return steps
+
+
+def _build_tfms(steps: list[dict[str, Any]]) -> list[nn.Module]:
+    from .data.augment import Resize
+
+    out: list[nn.Module] = []
+    for s in steps:
+        if s["name"] == "normalize":
+            out.append(Normalize(s["mean"], s["std"]))
+        elif s["name"] == "resize":
+            out.append(Resize(int(s["size"])))
+        else:
+            raise ValueError(f"cannot rebuild preprocessing step {s['name']!r} from an export file")
+    return out
+
+
+def export_learner(learn, path: str | os.PathLike, input_size: int | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``learn``'s model and metadata to ``path`` atomically.
+
+    Args:
+        learn: A Learner whose model comes from :func:`dermlearn.create_model`.
+        path: Output file (``.pth`` is usual).
+        input_size: Model input side; default: the ``resize`` step of the preprocessing.
+        extra: More JSON-serialisable metadata to keep (e.g. training settings).
+
+    Raises:
+        TypeError: the model was not built by ``create_model`` (it could not be rebuilt).
+    """
+    from . import __version__
+    from .models import DermModel
+
+    model = learn.model.module if isinstance(learn.model, nn.parallel.DistributedDataParallel) else learn.model
+    if not isinstance(model, DermModel):
+        raise TypeError(f"export needs a model from dermlearn.create_model (got {type(model).__name__}); use learn.save() for other models")
+    head_kind = "linear" if isinstance(model.head[0], nn.AdaptiveAvgPool2d) else "fastai"
+    steps = _describe_tfms(learn.dls.batch_tfms)
+    if input_size is None:
+        input_size = next((s["size"] for s in steps if s["name"] == "resize"), None)
+    activation = "sigmoid" if type(learn.loss_func).__name__ == "BCEWithLogitsOneHot" else "softmax"
+    n_out = model.head[-1].out_features
+    meta = {
+        "format": FORMAT, "format_version": VERSION, "dermlearn_version": __version__, "torch_version": torch.__version__,
+        "arch": model.arch, "n_out": n_out, "head": head_kind, "classes": learn.dls.vocab or [str(i) for i in range(n_out)],
+        "input_size": input_size, "activation": activation, "preprocessing": steps, "extra": extra or {},
+    }  # fmt: skip
+    state = {"format": FORMAT, "meta": json.dumps(meta), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return atomic_torch_save(state, path)
+
+
+def load_learner(path: str | os.PathLike, device: str | torch.device | None = None):
+    """Rebuild an inference Learner from an export file (no code runs from the file).
+
+    Returns:
+        A Learner with the model in eval mode, ``dls.vocab`` and the preprocessing as
+        ``dls.batch_tfms``; ``learn.meta`` holds the metadata. Ready for ``predict``,
+        ``get_preds(dl=...)``, ``explain``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a dermlearn export, truncated, tampered, or weights that do not fit.
+    """
+    from .learner import Learner
+    from .losses import BCEWithLogitsOneHot, CrossEntropy
+    from .models import create_model
+
+    state = safe_torch_load(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("meta"), str):
+        raise ValueError(f"{path} is not a dermlearn export file (use Learner.load for files written by Learner.save)")
+    try:
+        meta = json.loads(state["meta"])
+        arch, n_out, classes = meta["arch"], int(meta["n_out"]), list(meta["classes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: damaged metadata ({type(e).__name__}: {e})") from e
+    if len(classes) != n_out:
+        raise ValueError(f"{path}: {len(classes)} classes in the metadata but the model has {n_out} outputs")
+    model = create_model(arch, n_out, head=meta.get("head", "fastai"))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit {arch} with {n_out} outputs: {str(e)[:300]}") from e
+    loss = BCEWithLogitsOneHot() if meta.get("activation") == "sigmoid" else CrossEntropy()
+    dls = DataLoaders([], None, batch_tfms=_build_tfms(meta.get("preprocessing", [])), vocab=classes)
+    learn = Learner(dls, model, loss_func=loss, device=device, progress=False)
+    learn.model.eval()
+    learn.meta = meta
+    return learn

@@ -1,0 +1,76 @@
+"""Safe model files: round trip, no code execution, clear errors for damaged files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+import dermlearn as dl
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    from .test_data import synthetic_folder
+
+    synthetic_folder(root, n=60, size=40, n_classes=3)
+    data = dl.DermData.from_folder(root)
+    dls = data.dls(bs=16, size=32, progress=False, cache_dir=False)
+    torch.manual_seed(0)
+    learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), loss_func=dl.BCEWithLogitsOneHot(), progress=False, device="cpu")
+    learn.fit(1, lr=3e-3)
+    return learn
+
+
+def test_export_round_trip_gives_identical_predictions(trained, tmp_path):
+    path = trained.export(tmp_path / "m.pth", extra={"note": "test"})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]
+    learn = dl.load_learner(path, device="cpu")
+    assert learn.meta["classes"] == trained.dls.vocab and learn.meta["activation"] == "sigmoid"
+    assert learn.meta["input_size"] == 32 and learn.meta["extra"] == {"note": "test"}
+    assert [s["name"] for s in learn.meta["preprocessing"]] == ["resize", "normalize"]
+    p1, _ = trained.get_preds()
+    p2, _ = learn.get_preds(dl=trained.dls.valid)
+    torch.testing.assert_close(p1, p2, rtol=0, atol=0)
+    item = trained.dls.valid.dataset[0][0]
+    assert trained.predict(item)[0] == learn.predict(item)[0]
+    # a raw 40 px item is resized by the stored preprocessing exactly as in training
+    torch.testing.assert_close(trained.predict(item)[2], learn.predict(item)[2])
+
+
+def test_damaged_files_are_clear_errors(trained, tmp_path):
+    path = trained.export(tmp_path / "m.pth")
+    data = path.read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="trunc.pth"):
+        dl.load_learner(tmp_path / "trunc.pth")
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"format": "dermlearn-export"}))
+    with pytest.raises(ValueError, match="evil.pth"):
+        dl.load_learner(tmp_path / "evil.pth")
+    state = torch.load(path, weights_only=True)
+    meta = json.loads(state["meta"])
+    meta["n_out"] = 5
+    meta["classes"] = ["a", "b", "c", "d", "e"]
+    state["meta"] = json.dumps(meta)
+    torch.save(state, tmp_path / "mismatch.pth")
+    with pytest.raises(ValueError, match="do not fit simple_cnn with 5 outputs"):
+        dl.load_learner(tmp_path / "mismatch.pth")
+    state["meta"] = "{not json"
+    torch.save(state, tmp_path / "meta.pth")
+    with pytest.raises(ValueError, match="damaged metadata"):
+        dl.load_learner(tmp_path / "meta.pth")
+    trained.save(tmp_path / "plain.pth")
+    with pytest.raises(ValueError, match="not a dermlearn export"):
+        dl.load_learner(tmp_path / "plain.pth")
+    with pytest.raises(FileNotFoundError):
+        dl.load_learner(tmp_path / "missing.pth")
+
+
+def test_export_refuses_models_it_cannot_rebuild(tmp_path):
+    from .conftest import tiny_learner
+
+    with pytest.raises(TypeError, match="create_model"):
+        tiny_learner().export(tmp_path / "x.pth")
