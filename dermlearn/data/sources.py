@@ -25,8 +25,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 
 
 def data_root() -> Path:
-    """``$DERMLEARN_DATA``, else ``../shared/data`` from the current folder."""
-    return Path(os.environ.get("DERMLEARN_DATA", Path("..") / "shared" / "data")).resolve()
+    """``$DERMLEARN_DATA``; else ``../shared/data`` seen from the current folder or from any
+    folder above it (so notebooks in ``nbs/`` find it too); else ``../shared/data`` seen from
+    the repository this package was installed from."""
+    env = os.environ.get("DERMLEARN_DATA")
+    if env:
+        return Path(env).resolve()
+    for base in (Path.cwd(), *Path.cwd().parents):
+        cand = base / ".." / "shared" / "data"
+        if cand.is_dir():
+            return cand.resolve()
+    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
 
 def unpack(archive: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -1,0 +1,100 @@
+"""Writes the tutorial notebooks from the cell sources below (run it after editing them):
+``python nbs/make_notebooks.py``. Each notebook reads ``DERMLEARN_SMALL=1`` (set by the
+tests) to run at a small size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+SMALL = '''import os
+SMALL = os.environ.get("DERMLEARN_SMALL", "0") == "1"  # the tests run every notebook small
+%matplotlib inline'''
+
+NOTEBOOKS = {
+    "01_quickstart.ipynb": [
+        ("md", "# Quick start: data → LR range test → SGDR → interpretation\n\n"
+               "Synthetic lesion photos (no download), a small CNN, the study's schedule."),
+        ("code", SMALL),
+        ("code", "import dermlearn as dl\n\n"
+                 "dls = dl.synthetic_dataloaders(n=300 if SMALL else 1000, size=32 if SMALL else 64, bs=32, seed=0,\n"
+                 "                               confounders=('illumination', 'gamma', 'cast', 'fov'), confound_p=0.3)\n"
+                 "learn = dl.Learner(dls, dl.create_model('simple_cnn', len(dls.vocab)),\n"
+                 "                   metrics=[dl.accuracy, dl.balanced_accuracy])\n"
+                 "dls.vocab"),
+        ("md", "The LR range test raises the learning rate step by step and plots the loss. It leaves the "
+               "model, the optimizer and every random generator exactly as they were."),
+        ("code", "res = learn.lr_find(suggest_funcs=(dl.minimum, dl.steep, dl.valley))\nres.suggestions"),
+        ("md", "SGDR: cosine annealing with warm restarts, cycles of 1, 2 and 4 epochs (cycle length multiplied by 2)."),
+        ("code", "learn.fit_sgdr(3, 1, lr_max=res.minimum, cycle_mult=2)\nlearn.recorder.plot_lr();"),
+        ("code", "learn.recorder.plot_loss();"),
+        ("code", "interp = dl.Interpretation.from_learner(learn)\ninterp.plot_confusion_matrix();\n"
+                 "interp.leading_pairs(min_count=1)"),
+        ("code", "x, _ = next(iter(dls.valid))\nex = learn.explain(x[:4])\n"
+                 "[(dls.vocab[int(c)], round(float(p), 3)) for c, p in zip(ex.gradcam['top1'].classes, ex.probs.max(1).values)]"),
+    ],
+    "02_transfer_learning_pad_ufes_20.ipynb": [
+        ("md", "# Transfer learning with discriminative learning rates on PAD-UFES-20\n\n"
+               "Smartphone photos of six diagnoses, split by patient so that no patient is on both sides. "
+               "On a machine that is online, `pretrained=True` loads ImageNet weights; here we use a local file "
+               "when `DERMLEARN_WEIGHTS` names one, else random initialisation (the numbers are then not "
+               "meaningful, the mechanics are the same)."),
+        ("code", SMALL),
+        ("code", "import os\nimport dermlearn as dl\n\n"
+                 "data = dl.DermData.pad_ufes_20()\nprint(data)\ndata.counts()"),
+        ("code", "dls = data.dls(bs=32, size=64 if SMALL else 128, balance='dynamic')\n"
+                 "data.show_batch(n=6, size=64);"),
+        ("code", "weights = os.environ.get('DERMLEARN_WEIGHTS') or False\n"
+                 "learn = dl.Learner(dls, dl.create_model('resnet18' if SMALL else 'resnet34', data.c, pretrained=weights),\n"
+                 "                   loss_func=dl.BCEWithLogitsOneHot(), metrics=[dl.accuracy, dl.balanced_accuracy])\n"
+                 "learn.freeze()  # the new head first\n"
+                 "res = learn.lr_find(num_it=30 if SMALL else 100)\nlr = res.valley"),
+        ("code", "learn.fit_sgdr(1, 1, lr_max=lr)\nlearn.unfreeze()\n"
+                 "learn.fit_sgdr(1 if SMALL else 3, 1, lr_max=slice(lr / 100, lr / 10), cycle_mult=2,\n"
+                 "               cbs=[dl.EarlyStopping('valid_loss', patience=2, restore_best_weights=True)])"),
+        ("md", "The learning rate of each of the three layer groups: the body groups train 10x and 100x slower than the head."),
+        ("code", "learn.recorder.plot_lr();\nlearn.get_hyper('lr')"),
+        ("code", "interp = dl.Interpretation.from_learner(learn)\n"
+                 "meta = dls.valid.dataset.meta\n"
+                 "interp.metrics_by_group([m['fitzpatrick'] for m in meta], name='fitzpatrick')"),
+    ],
+    "04_interpretation_confused_pairs.ipynb": [
+        ("md", "# Interpreting confused pairs\n\n"
+               "The study's analysis: find the label pairs that account for most errors, then look at Grad-CAM and "
+               "Guided Backprop for the predicted and the runner-up class. First, the study's own confusion matrix "
+               "gives back its pair table."),
+        ("code", SMALL),
+        ("code", "import json\nfrom pathlib import Path\nimport dermlearn as dl\n\n"
+                 "# the study's tables sit next to the data: ../shared/reference\n"
+                 "tables = json.loads((dl.data.data_root().parent / 'reference' / 'paper-tables.json').read_text())\n"
+                 "dl.leading_pairs(tables['confusion_dynamic_balance'], tables['labels'], min_count=5)"),
+        ("md", "Now a model of our own: train briefly, save it safely, load it back, and analyse its errors."),
+        ("code", "import tempfile\n"
+                 "dls = dl.synthetic_dataloaders(n=300 if SMALL else 1200, size=48 if SMALL else 64, bs=32, seed=1,\n"
+                 "                               confounders=('illumination', 'gamma', 'cast'), confound_p=0.5)\n"
+                 "learn = dl.Learner(dls, dl.create_model('simple_cnn', len(dls.vocab)), metrics=[dl.accuracy])\n"
+                 "learn.fit_one_cycle(3 if SMALL else 6, 5e-3)\n"
+                 "path = learn.export(Path(tempfile.mkdtemp()) / 'model.pth')\n"
+                 "learn = dl.load_learner(path)\nlearn.meta['classes']"),
+        ("code", "interp = dl.Interpretation.from_learner(learn, dl=dls.valid)\n"
+                 "interp.plot_confusion_matrix(normalize=True);\ninterp.classification_report()"),
+        ("code", "pairs = interp.most_confused()\npairs[:5]"),
+        ("code", "if pairs:\n    a, b, _ = pairs[0]\n    interp.plot_pair_gallery(a, b, k=2)"),
+        ("code", "interp.plot_top_losses(6);"),
+    ],
+}
+
+
+def main() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, HERE / name)
+        print("wrote", HERE / name)
+
+
+if __name__ == "__main__":
+    main()

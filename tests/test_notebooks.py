@@ -1,0 +1,32 @@
+"""Every notebook in nbs/ runs top to bottom at its small size (DERMLEARN_SMALL=1)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .conftest import REPO, data_dir
+
+NOTEBOOKS = sorted((REPO / "nbs").glob("*.ipynb"))
+NEEDS_DATA = {"02_transfer_learning_pad_ufes_20.ipynb": "pad-ufes-20"}
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    if path.name in NEEDS_DATA and not (data_dir() / NEEDS_DATA[path.name]).exists():
+        pytest.skip(f"real data not found at {data_dir() / NEEDS_DATA[path.name]}")
+    monkeypatch.setenv("DERMLEARN_SMALL", "1")
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DERMLEARN_DATA", str(data_dir().resolve()))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+    assert os.environ["DERMLEARN_SMALL"] == "1"
