@@ -3,6 +3,7 @@
 The public API is exactly ``__all__`` below (tested in ``tests/test_api.py``).
 """
 
+from . import transforms
 from .callback import (
     EVENTS,
     Callback,
@@ -133,5 +134,6 @@ __all__ = [
     "stratified_split",
     "synthetic_dataloaders",
     "top_k_accuracy",
+    "transforms",
     "valley",
 ]

@@ -1,0 +1,170 @@
+"""Field of view: crop away a dermoscope's dark circular vignette, crop to the lesion (from a
+mask or an attribution map), and predict twice ("crop and re-predict").
+
+The study found field-of-view selection turned P[blister] 0.547 into 1.0: a small lesion in
+a wide view leaves the network looking at skin, clothing or background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import roi_align
+
+from ._common import check_images, like_input, luminance, to_unit
+
+__all__ = ["Circle", "crop_boxes", "detect_vignette", "roi_box", "two_pass_predict", "vignette_box"]
+
+
+@dataclass
+class Circle:
+    """A circle in pixel coordinates of the image it was detected on."""
+
+    cx: float
+    cy: float
+    r: float
+
+
+def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares (Kasa) circle through points; works for partial arcs."""
+    a = np.stack([xs, ys, np.ones_like(xs)], 1)
+    b = xs**2 + ys**2
+    (c0, c1, c2), *_ = np.linalg.lstsq(a, b, rcond=None)
+    cx, cy = c0 / 2, c1 / 2
+    return float(cx), float(cy), float(np.sqrt(max(c2 + cx**2 + cy**2, 0.0)))
+
+
+def detect_vignette(image: Tensor, work_size: int = 256, min_area: float = 0.03, max_residual: float = 0.03) -> Circle | None:
+    """Find the dark circular border a dermoscope leaves, or None when there is none.
+
+    Otsu's threshold splits the luminance; the dark pixels connected to the image border
+    are the vignette candidate (a dark lesion inside the field is not connected to it). A
+    circle is fitted to the boundary between the candidate and the field. It is accepted
+    when the candidate covers at least ``min_area`` of the image, the boundary points lie
+    on the circle (mean distance under ``max_residual * r``), and at least 90% of the
+    candidate lies outside the circle.
+
+    Args:
+        image: One image ``(3, H, W)``, uint8 or float in [0, 1].
+    """
+    if image.ndim != 3:
+        raise ValueError(f"detect_vignette expects one image (3, H, W), got shape {tuple(image.shape)}")
+    check_images(image[None], "detect_vignette")
+    h, w = image.shape[-2:]
+    s = work_size / max(h, w)
+    y = luminance(to_unit(image[None]).float())[0, 0]
+    small = torch.nn.functional.interpolate(y[None, None], size=(max(8, round(h * s)), max(8, round(w * s))), mode="area")[0, 0]
+    g = (small.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    t, dark = cv2.threshold(g, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    n, lab = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
+    border_labels = set(np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))) - {0}
+    cand = np.isin(lab, list(border_labels)) if border_labels else np.zeros_like(dark, dtype=bool)
+    if cand.mean() < min_area:
+        return None
+    field_ = ~cand
+    edge = field_ & (cv2.dilate(cand.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    hh, ww = g.shape
+    inner = np.zeros_like(edge)
+    inner[1:-1, 1:-1] = True  # the image frame itself is not part of the circle
+    ys, xs = np.nonzero(edge & inner)
+    if len(xs) < 20:
+        return None
+    cx, cy, r = _fit_circle(xs.astype(np.float64) + 0.5, ys.astype(np.float64) + 0.5)
+    if r <= 0 or np.abs(np.hypot(xs + 0.5 - cx, ys + 0.5 - cy) - r).mean() > max_residual * r:
+        return None
+    yy, xx = np.mgrid[0:hh, 0:ww]
+    outside = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) > r
+    if outside[cand].mean() < 0.9:
+        return None
+    return Circle(cx / s, cy / s, r / s)
+
+
+def vignette_box(circle: Circle, h: int, w: int, shrink: float = 0.98) -> tuple[int, int, int, int]:
+    """The square inscribed in the (slightly shrunk) circle, clipped to the image:
+    ``(x0, y0, x1, y1)``."""
+    half = circle.r * shrink / np.sqrt(2)
+    x0, x1 = max(0, int(np.ceil(circle.cx - half))), min(w, int(np.floor(circle.cx + half)))
+    y0, y1 = max(0, int(np.ceil(circle.cy - half))), min(h, int(np.floor(circle.cy + half)))
+    return x0, y0, x1, y1
+
+
+def roi_box(saliency: Tensor, theta: float = 0.5, margin: float = 0.15, aspect: float = 1.0) -> tuple[int, int, int, int]:
+    """Box around the region where ``saliency >= theta * max``, grown by ``margin`` of its
+    size on each side, widened to the aspect ratio ``aspect`` (width / height), shifted and
+    clipped to stay inside the image.
+
+    Args:
+        saliency: ``(H, W)``: a lesion mask (bool/0-1) or a Grad-CAM / saliency map.
+
+    Returns:
+        ``(x0, y0, x1, y1)`` (x1, y1 exclusive); the whole image when the map is empty.
+    """
+    if saliency.ndim != 2:
+        raise ValueError(f"roi_box expects a map (H, W), got shape {tuple(saliency.shape)}")
+    if not 0.0 < theta <= 1.0:
+        raise ValueError(f"theta must be in (0, 1], got {theta}")
+    h, w = saliency.shape
+    m = saliency.float()
+    peak = float(m.max())
+    if peak <= 0:
+        return 0, 0, w, h
+    ys, xs = torch.nonzero(m >= theta * peak, as_tuple=True)
+    x0, x1, y0, y1 = float(xs.min()), float(xs.max()) + 1, float(ys.min()), float(ys.max()) + 1
+    bw, bh = x1 - x0, y1 - y0
+    x0, x1, y0, y1 = x0 - margin * bw, x1 + margin * bw, y0 - margin * bh, y1 + margin * bh
+    bw, bh = x1 - x0, y1 - y0
+    if bw / bh < aspect:
+        grow = aspect * bh - bw
+        x0, x1 = x0 - grow / 2, x1 + grow / 2
+    else:
+        grow = bw / aspect - bh
+        y0, y1 = y0 - grow / 2, y1 + grow / 2
+    bw, bh = min(x1 - x0, w), min(y1 - y0, h)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    x0 = min(max(cx - bw / 2, 0), w - bw)
+    y0 = min(max(cy - bh / 2, 0), h - bh)
+    return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x0 + bw)), int(np.ceil(y0 + bh))
+
+
+def crop_boxes(x: Tensor, boxes: Tensor | list[tuple[int, int, int, int]], size: int) -> Tensor:
+    """Crop each image to its box and resize to ``size x size`` in one batched op
+    (``roi_align``, bilinear). ``boxes``: ``(B, 4)`` as ``(x0, y0, x1, y1)``. Same dtype as ``x``."""
+    check_images(x, "crop_boxes")
+    b = torch.as_tensor(boxes, dtype=torch.float32, device=x.device).view(-1, 4)
+    if b.shape[0] != x.shape[0]:
+        raise ValueError(f"{b.shape[0]} boxes for {x.shape[0]} images")
+    rois = torch.cat([torch.arange(len(b), device=x.device, dtype=torch.float32)[:, None], b], 1)
+    bw = (b[:, 2] - b[:, 0]).max().item()
+    ratio = max(1, int(np.ceil(bw / size)))
+    out = roi_align(to_unit(x).float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=ratio, aligned=True)
+    return like_input(out.clamp(0, 1), x)
+
+
+def two_pass_predict(learn, item: Tensor, mode: str = "average", theta: float = 0.5, margin: float = 0.15):
+    """Predict, crop to where Grad-CAM of the top-1 class is ``>= theta * max``, predict the
+    crop, and average (``mode='average'``) or replace (``'replace'``) the probabilities.
+
+    Args:
+        learn: A Learner (e.g. from :func:`dermlearn.load_learner`).
+        item: One image as the dataset stores it ``(3, H, W)``.
+
+    Returns:
+        ``(probs, first, second, box)``: the final probabilities ``(C,)``, those of the full
+        view and of the crop, and the crop box in ``item`` pixels.
+    """
+    if mode not in ("average", "replace"):
+        raise ValueError(f"mode must be 'average' or 'replace', got {mode!r}")
+    ex = learn.explain(item, targets=("top1",), gbp=False)
+    first = ex.probs[0]
+    cam = ex.gradcam["top1"].maps[0].cpu()
+    h, w = item.shape[-2:]
+    cam = torch.nn.functional.interpolate(cam[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    box = roi_box(cam, theta, margin)
+    crop = crop_boxes(item[None], [box], size=max(h, w))[0]
+    second = learn.predict(crop)[2]
+    probs = (first + second) / 2 if mode == "average" else second
+    return probs, first, second, box

@@ -1,0 +1,241 @@
+"""Mitigation transforms: values against closed forms and references, on real images."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dermlearn as dl
+from dermlearn.data.decode import load_image
+from dermlearn.transforms import (
+    AdjustGamma,
+    CorrectIllumination,
+    RandomColourCast,
+    RandomGamma,
+    RandomIllumination,
+    ShadesOfGray,
+    adjust_gamma,
+    auto_gamma,
+    correct_illumination,
+    crop_boxes,
+    detect_vignette,
+    estimate_illuminant,
+    hair_mask,
+    illumination_ramp,
+    remove_hair,
+    roi_box,
+    shades_of_gray,
+    two_pass_predict,
+    vignette_box,
+)
+from dermlearn.transforms._common import luminance
+
+from .conftest import require_data
+
+
+def _img(path) -> torch.Tensor:
+    return torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def pad_images():
+    root = require_data("pad-ufes-20", "labels.csv").parent
+    table = pd.read_csv(root / "labels.csv").head(12)
+    return [(_img(root / p), _img(root / m)[0] > 127) for p, m in zip(table["image"], table["mask"])]
+
+
+# ---------------------------------------------------------------------------- gamma
+def test_gamma_convention_identity_round_trip_and_rounding():
+    x = torch.rand(4, 3, 8, 8)
+    assert torch.equal(adjust_gamma(x, 1.0), x)
+    torch.testing.assert_close(adjust_gamma(adjust_gamma(x, 0.7), 1 / 0.7), x, atol=1e-6, rtol=0)
+    quarter = torch.full((1, 3, 2, 2), 0.25)
+    assert float(adjust_gamma(quarter, 0.5)[0, 0, 0, 0]) == pytest.approx(0.5)  # gamma < 1 brightens
+    u = torch.full((1, 3, 2, 2), 128, dtype=torch.uint8)
+    assert int(adjust_gamma(u, 0.5)[0, 0, 0, 0]) == 181  # 255 * sqrt(128/255) = 180.65: rounded, not truncated
+    assert torch.equal(adjust_gamma(u, 1.0), u)
+    every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16).contiguous()
+    ref = torch.round(255 * (torch.arange(256, dtype=torch.float64) / 255) ** 1.3).to(torch.uint8)
+    assert torch.equal(adjust_gamma(every, 1.3)[0, 0].flatten(), ref)
+    per = adjust_gamma(x, torch.tensor([0.5, 1.0, 2.0, 1.0]))
+    torch.testing.assert_close(per[0], x[0] ** 0.5)
+    assert torch.equal(per[1], x[1]) and torch.equal(AdjustGamma(2.0)(x), adjust_gamma(x, 2.0))
+    with pytest.raises(ValueError, match="gamma must be > 0"):
+        adjust_gamma(x, 0.0)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        adjust_gamma(torch.rand(3, 8, 8), 1.0)
+    with pytest.raises(TypeError, match="uint8 or float"):
+        adjust_gamma(torch.ones(1, 3, 2, 2, dtype=torch.int32), 1.0)
+
+
+def test_auto_gamma_brings_skin_luminance_to_target(pad_images):
+    x = torch.stack([im for im, _ in pad_images[:4]])
+    masks = torch.stack([m for _, m in pad_images[:4]])
+    g = auto_gamma(x, target=0.55, mask=masks)
+    y = luminance(x.double() / 255)[:, 0]
+    for i in range(4):
+        assert float((y[i][~masks[i]] ** float(g[i])).mean()) == pytest.approx(0.55, abs=1e-4)
+    out = adjust_gamma(x, g)
+    got = luminance(out.double() / 255)[:, 0]
+    assert all(abs(float(got[i][~masks[i]].mean()) - 0.55) < 0.03 for i in range(4))
+    r = RandomGamma((0.8, 1.25), p=1.0, seed=3)
+    gs = r.sample(4)
+    assert ((gs >= 0.8) & (gs <= 1.25)).all() and torch.equal(r.apply(x, gs), adjust_gamma(x, gs))
+
+
+# ---------------------------------------------------------------------------- illumination
+def test_illumination_ramp_is_removed_from_real_photos(pad_images):
+    """correct(ramp * img) matches correct(img) (means matched): the correction removes the
+    added field. Compared with the uncorrected original, the photo's own uneven lighting
+    (which the correction also flattens) would count as error."""
+    starts, errors = [], []
+    for img, _ in pad_images:
+        x = img[None].float() / 255
+        for angle in (0.0, 2.5):
+            deg = x * illumination_ramp(1, x.shape[2], x.shape[3], torch.tensor([0.4]), torch.tensor([angle]))
+            ref = correct_illumination(x)
+            got = correct_illumination(deg)
+            got = got * ref.mean() / got.mean()
+            starts.append(float((deg * x.mean() / deg.mean() - x).abs().mean() / x.mean()))
+            errors.append(float((got - ref).abs().mean() / ref.mean()))
+    assert np.mean(starts) > 0.15
+    assert np.mean(errors) < 0.05 and max(errors) < 0.07, (np.mean(errors), max(errors))
+
+
+def test_dark_lesion_keeps_its_contrast():
+    s = 200
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    lesion = ((xx - 100) ** 2 + (yy - 100) ** 2) < (0.2 * s) ** 2
+    img = torch.full((1, 3, s, s), 0.7)
+    img[:, :, lesion] = 0.3
+    true = 0.3 / 0.7
+    lit = img * illumination_ramp(1, s, s, torch.tensor([0.5]), torch.tensor([0.3]))
+    out = correct_illumination(lit)
+    ratio = float(out[0, :, lesion].mean() / out[0, :, ~lesion].mean())
+    assert abs(ratio - true) / true < 0.05
+    plain_blur = F.avg_pool2d(F.pad(luminance(lit), (50,) * 4, mode="replicate"), 101, stride=1)  # what a blur alone does
+    blurred = lit * plain_blur.mean() / plain_blur
+    assert abs(float(blurred[0, :, lesion].mean() / blurred[0, :, ~lesion].mean()) - true) / true > 0.1
+    torch.testing.assert_close(correct_illumination(torch.full((1, 3, 32, 32), 0.5)), torch.full((1, 3, 32, 32), 0.5))
+
+
+def test_batched_equals_per_image_and_uint8_path(pad_images):
+    x = torch.stack([im for im, _ in pad_images[:3]])
+    for f in (correct_illumination, shades_of_gray, lambda t: adjust_gamma(t, 0.8)):
+        batch = f(x)
+        assert batch.dtype == torch.uint8
+        xf = x.float() / 255
+        fb = f(xf)
+        for i in range(3):  # float path: same numbers; uint8: at most 1 level at rounding boundaries
+            torch.testing.assert_close(fb[i], f(xf[i : i + 1])[0], atol=1e-5, rtol=0)
+            d = (batch[i].int() - f(x[i : i + 1])[0].int()).abs()
+            assert d.max() <= 1 and (d > 0).float().mean() < 1e-3
+        assert (fb.mul(255).round() - batch.float()).abs().max() <= 1
+    assert torch.equal(CorrectIllumination()(x), correct_illumination(x)) and torch.equal(ShadesOfGray()(x), shades_of_gray(x))
+    ri = RandomIllumination(p=1.0, seed=0)
+    params = ri.sample(3)
+    assert torch.equal(ri.apply(x, params), ri.apply(x, params)) and (ri.apply(x, params).float().mean() < x.float().mean())
+
+
+# ---------------------------------------------------------------------------- colour constancy
+def test_shades_of_gray(pad_images):
+    x = torch.stack([im for im, _ in pad_images[:3]]).float() / 255 * 0.6  # nothing saturates or clips
+    # p = 1 is Gray World: channel gains mean(means) / mean_c over the non-border pixels
+    e1 = estimate_illuminant(x, p=1, border=0.0)
+    torch.testing.assert_close(e1.float(), x.mean(dim=(2, 3)), rtol=1e-5, atol=1e-6)
+    gw = x * (x.mean(dim=(2, 3)).mean(1, keepdim=True) / x.mean(dim=(2, 3)))[:, :, None, None]
+    torch.testing.assert_close(shades_of_gray(x, p=1, border=0.0), gw.clamp(0, 1), rtol=1e-5, atol=1e-6)
+    # a per-channel cast is removed up to one global factor per image
+    cast = torch.tensor([1.15, 0.95, 0.85]).view(1, 3, 1, 1)
+    a, b = shades_of_gray(x), shades_of_gray(x * cast)
+    k = b.mean(dim=(1, 2, 3), keepdim=True) / a.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(b, a * k, rtol=1e-4, atol=1e-5)
+    assert (x * cast - x).abs().mean() > 0.01  # the cast was real
+    # a neutral grey image is unchanged
+    grey = torch.full((1, 3, 16, 16), 0.4)
+    torch.testing.assert_close(shades_of_gray(grey), grey)
+    rc = RandomColourCast(p=1.0, seed=1)
+    assert not torch.equal(rc(x), x)
+    with pytest.raises(ValueError, match="p must be >= 1"):
+        shades_of_gray(x, p=0.5)
+
+
+# ---------------------------------------------------------------------------- field of view
+def test_vignette_detected_within_a_few_pixels():
+    s = 400
+    yy, xx = np.mgrid[0:s, 0:s]
+    for (cx, cy, r) in [(210, 195, 170), (200, 200, 230), (150, 220, 260)]:  # full circle, partial, off-centre partial
+        img = np.zeros((s, s, 3), np.uint8)
+        img[..., 0], img[..., 1], img[..., 2] = 190, 150, 140
+        img[np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) > r] = 12
+        c = detect_vignette(torch.from_numpy(img).permute(2, 0, 1))
+        assert c is not None and abs(c.cx - cx) < 3 and abs(c.cy - cy) < 3 and abs(c.r - r) < 3, (c, cx, cy, r)
+        x0, y0, x1, y1 = vignette_box(c, s, s)
+        for px, py in [(x0, y0), (x1, y0), (x0, y1), (x1, y1)]:
+            assert math.hypot(px - cx, py - cy) <= r + 1
+
+
+def test_no_vignette_on_clinical_photos(pad_images):
+    assert all(detect_vignette(im) is None for im, _ in pad_images)
+
+
+def test_mask_crop_keeps_the_lesion(pad_images):
+    for img, mask in pad_images:
+        x0, y0, x1, y1 = roi_box(mask, theta=0.5, margin=0.1)
+        inside = mask[y0:y1, x0:x1].sum()
+        assert inside >= 0.99 * mask.sum()
+        assert 0 <= x0 < x1 <= mask.shape[1] and 0 <= y0 < y1 <= mask.shape[0]
+        assert abs((x1 - x0) - (y1 - y0)) <= 2  # aspect 1 kept
+    assert roi_box(torch.zeros(10, 12)) == (0, 0, 12, 10)
+
+
+def test_crop_boxes_matches_slicing_and_resizing():
+    x = torch.rand(2, 3, 64, 64)
+    out = crop_boxes(x, [(8, 8, 40, 40), (0, 16, 32, 48)], size=32)
+    torch.testing.assert_close(out[0], x[0, :, 8:40, 8:40], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[1], x[1, :, 16:48, 0:32], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="boxes"):
+        crop_boxes(x, [(0, 0, 8, 8)], 8)
+
+
+def test_two_pass_predict_combines_full_view_and_crop():
+    dls = dl.synthetic_dataloaders(n=120, size=48, n_classes=3, bs=16, seed=0)
+    torch.manual_seed(0)
+    learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), progress=False, device="cpu")
+    learn.fit(1, lr=3e-3)
+    item = dls.valid.dataset[0][0]
+    probs, first, second, box = two_pass_predict(learn, item, mode="average")
+    torch.testing.assert_close(probs, (first + second) / 2)
+    torch.testing.assert_close(first, learn.predict(item)[2])
+    x0, y0, x1, y1 = box
+    crop = crop_boxes(item[None], [box], 48)[0]
+    torch.testing.assert_close(second, learn.predict(crop)[2])
+    assert torch.equal(two_pass_predict(learn, item, mode="replace")[0], second)
+    with pytest.raises(ValueError, match="mode"):
+        two_pass_predict(learn, item, mode="max")
+
+
+# ---------------------------------------------------------------------------- hair
+def test_hair_removal_finds_and_removes_thin_dark_lines(pad_images):
+    fractions = [float(hair_mask(im).float().mean()) for im, _ in pad_images]
+    assert np.median(fractions) < 0.05
+    smooth = min(pad_images, key=lambda p: float(hair_mask(p[0]).float().mean()))[0]
+    hairy = smooth.clone()
+    lines = torch.zeros(smooth.shape[1:], dtype=torch.bool)
+    for k in range(6):  # thin dark diagonal "hairs", 2 px wide
+        for t in range(300):
+            yy, xx = t, (40 * k + t // 3) % 300
+            lines[yy, xx : xx + 2] = True
+    hairy[:, lines] = 40
+    out, mask = remove_hair(hairy)
+    assert mask[lines].float().mean() > 0.8
+    before = (hairy[:, lines].float() - smooth[:, lines].float()).abs().mean()
+    after = (out[:, lines].float() - smooth[:, lines].float()).abs().mean()
+    assert after < 0.25 * before
+    with pytest.raises(ValueError, match="odd"):
+        hair_mask(hairy, kernel=8)
