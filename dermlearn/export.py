@@ -26,24 +26,39 @@ FORMAT = "dermlearn-export"
 VERSION = 1
 
 
+_REBUILDABLE = {  # class name -> constructor arguments kept in the metadata
+    "AdjustGamma": ("gamma",),
+    "AutoGamma": ("target",),
+    "CorrectIllumination": ("kernel_frac", "work_size"),
+    "ShadesOfGray": ("p", "saturated", "border"),
+    "RemoveHair": ("kernel", "threshold", "radius"),
+}
+
+
 def _describe_tfms(tfms) -> list[dict[str, Any]]:
     steps = []
     for t in tfms:
-        if isinstance(t, Normalize):
+        if type(t).__name__ in _REBUILDABLE:
+            steps.append({"name": type(t).__name__, **{k: getattr(t, k) for k in _REBUILDABLE[type(t).__name__]}})
+        elif isinstance(t, Normalize):
             steps.append({"name": "normalize", "mean": t.mean.flatten().tolist(), "std": t.std.flatten().tolist()})
         elif type(t).__name__ == "Resize" and hasattr(t, "size"):
             steps.append({"name": "resize", "size": int(t.size)})
         else:
-            steps.append({"name": type(t).__name__, "repr": repr(t)})
+            raise TypeError(f"cannot export the preprocessing step {type(t).__name__}: only {sorted(_REBUILDABLE)}, "
+                            "Resize and Normalize can be rebuilt from a model file")  # fmt: skip
     return steps
 
 
 def _build_tfms(steps: list[dict[str, Any]]) -> list[nn.Module]:
+    from . import transforms
     from .data.augment import Resize
 
     out: list[nn.Module] = []
     for s in steps:
-        if s["name"] == "normalize":
+        if s["name"] in _REBUILDABLE:
+            out.append(getattr(transforms, s["name"])(**{k: s[k] for k in _REBUILDABLE[s["name"]]}))
+        elif s["name"] == "normalize":
             out.append(Normalize(s["mean"], s["std"]))
         elif s["name"] == "resize":
             out.append(Resize(int(s["size"])))

@@ -253,6 +253,7 @@ class DermData:
         skip_bad: bool = False,
         cache_dir: str | os.PathLike | None | bool = True,
         progress: bool = True,
+        tfms: Sequence[torch.nn.Module] = (),
     ) -> DataLoaders:
         """Training and validation loaders.
 
@@ -274,6 +275,10 @@ class DermData:
             skip_bad: Drop unreadable files with a warning instead of failing.
             cache_dir: On-disk decode cache folder (True: default folder; False: none).
             progress: Show the decoding progress bar.
+            tfms: Corrections applied on the device to every batch before augmentation
+                (training) and before resizing (evaluation), e.g.
+                ``[CorrectIllumination(), ShadesOfGray()]``; exported with the model so
+                that ``predict`` applies them too.
 
         Returns:
             :class:`DataLoaders` with ``vocab``, ``cbs`` (callbacks the balancing needs) and
@@ -311,8 +316,9 @@ class DermData:
             augment = BatchAugment(size, seed=seed, mean=tuple(mean), std=tuple(std))
         elif augment and augment.mean is None:
             raise ValueError("pass a BatchAugment built with mean= and std= (it normalises in its last pass)")
-        train_tfms = [augment] if augment else None
-        dls = DataLoaders(train_dl, valid_dl, batch_tfms=[Resize(size), Normalize(mean, std)], train_tfms=train_tfms,
+        tfms = list(tfms)
+        train_tfms = [*tfms, augment] if augment else None
+        dls = DataLoaders(train_dl, valid_dl, batch_tfms=[*tfms, Resize(size), Normalize(mean, std)], train_tfms=train_tfms,
                           vocab=self.classes, cbs=cbs, class_weights=self.class_weights())  # fmt: skip
         return dls
 

@@ -29,7 +29,7 @@ def estimate_illuminant(x: Tensor, p: float = 6.0, saturated: float = 0.98, bord
     check_images(x, "estimate_illuminant")
     if p < 1:
         raise ValueError(f"p must be >= 1, got {p}")
-    v = to_unit(x).double()
+    v = to_unit(x).float()
     b, _, h, w = v.shape
     valid = v.amax(dim=1) < saturated  # (B, H, W)
     bh, bw = int(border * h), int(border * w)
@@ -40,8 +40,8 @@ def estimate_illuminant(x: Tensor, p: float = 6.0, saturated: float = 0.98, bord
     n = valid.sum(dim=(1, 2))
     if (n == 0).any():
         raise ValueError("estimate_illuminant: no valid pixels (all saturated or border)")
-    wts = valid[:, None].double()
-    return ((v**p * wts).sum(dim=(2, 3)) / n[:, None]) ** (1.0 / p)
+    wts = valid[:, None].float()
+    return ((v**p * wts).sum(dim=(2, 3), dtype=torch.float64) / n[:, None]) ** (1.0 / p)
 
 
 def shades_of_gray(x: Tensor, p: float = 6.0, saturated: float = 0.98, border: float = 0.05) -> Tensor:

@@ -40,7 +40,7 @@ def adjust_gamma(x: Tensor, gamma: float | Tensor) -> Tensor:
     return x.clamp(min=0) ** g.to(x.dtype)
 
 
-def auto_gamma(x: Tensor, target: float = 0.5, mask: Tensor | None = None, iters: int = 20) -> Tensor:
+def auto_gamma(x: Tensor, target: float = 0.5, mask: Tensor | None = None, iters: int = 20, work_size: int = 96) -> Tensor:
     """Per-image gamma bringing the mean luminance of the skin to ``target``.
 
     Args:
@@ -48,6 +48,8 @@ def auto_gamma(x: Tensor, target: float = 0.5, mask: Tensor | None = None, iters
         target: Wanted mean luminance in (0, 1).
         mask: Optional ``(B, H, W)`` bool, True on the lesion (excluded from the mean).
         iters: Bisection steps on ``log(gamma)`` in [-3, 3] (20 gives ~1e-5 precision).
+        work_size: The mean is taken on the luminance area-downsampled so that its shorter
+            side is at most this (the mask is downsampled alike, as a skin fraction).
 
     Returns:
         gamma ``(B,)``: ``mean(luminance(x) ** gamma) == target`` over the skin pixels.
@@ -55,8 +57,15 @@ def auto_gamma(x: Tensor, target: float = 0.5, mask: Tensor | None = None, iters
     check_images(x, "auto_gamma")
     if not 0.0 < target < 1.0:
         raise ValueError(f"target must be in (0, 1), got {target}")
-    y = luminance(to_unit(x).double())[:, 0].clamp(1e-6, 1.0)  # (B, H, W)
-    w = torch.ones_like(y) if mask is None else (~mask.to(torch.bool)).to(y.dtype)
+    y = luminance(to_unit(x).float())  # (B, 1, H, W)
+    w = torch.ones_like(y) if mask is None else (~mask.to(torch.bool)).to(y.dtype)[:, None]
+    h, wd = y.shape[-2:]
+    if min(h, wd) > work_size:
+        size = (max(1, round(h * work_size / min(h, wd))), max(1, round(wd * work_size / min(h, wd))))
+        yw = torch.nn.functional.interpolate(y * w, size=size, mode="area")
+        w = torch.nn.functional.interpolate(w, size=size, mode="area")
+        y = yw / w.clamp(min=1e-6)  # skin-only average within each cell
+    y, w = y[:, 0].double().clamp(1e-6, 1.0), w[:, 0].double()
     if (w.sum(dim=(1, 2)) == 0).any():
         raise ValueError("auto_gamma: the mask covers the whole image; no skin pixels left")
     lo = torch.full((x.shape[0],), -3.0, dtype=torch.float64, device=x.device)

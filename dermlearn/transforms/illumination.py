@@ -34,6 +34,17 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1))
 
 
+def _dilate(x: Tensor, k: int) -> Tensor:
+    """Max filter with a ``k x k`` square, as a row pass and a column pass (exact, separable)."""
+    p = k // 2
+    x = F.max_pool2d(F.pad(x, (p, p, 0, 0), mode="replicate"), (1, k), stride=1)
+    return F.max_pool2d(F.pad(x, (0, 0, p, p), mode="replicate"), (k, 1), stride=1)
+
+
+def _erode(x: Tensor, k: int) -> Tensor:
+    return -_dilate(-x, k)
+
+
 def estimate_illumination(x: Tensor, kernel_frac: float = 0.35, work_size: int = 96) -> Tensor:
     """The smooth illumination map of each image, ``(B, 1, H, W)``, positive.
 
@@ -50,9 +61,7 @@ def estimate_illumination(x: Tensor, kernel_frac: float = 0.35, work_size: int =
     small = F.interpolate(y, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="area") if scale < 1 else y
     k = max(3, int(kernel_frac * min(small.shape[-2:])) | 1)
     p = k // 2
-    padded = F.pad(small, (p, p, p, p), mode="replicate")
-    closed = F.max_pool2d(padded, k, stride=1)  # dilation
-    closed = -F.max_pool2d(F.pad(-closed, (p, p, p, p), mode="replicate"), k, stride=1)  # erosion
+    closed = _erode(_dilate(small, k), k)
     smooth = _gaussian_blur(closed, sigma=k / 2)
     return F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False).clamp(min=1e-3)
 
