@@ -61,6 +61,7 @@ from .schedule import (
     combine_scheds,
     even_mults,
 )
+from .seed import set_seed
 from .tracker import EarlyStopping, SaveModelCallback, TrackerCallback
 
 __version__ = "0.1.0"
@@ -128,6 +129,7 @@ __all__ = [
     "minimum",
     "most_confused",
     "per_class_recall",
+    "set_seed",
     "sgd",
     "slide",
     "steep",

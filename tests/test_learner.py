@@ -172,3 +172,22 @@ def test_bce_one_hot_learner_decodes_by_sigmoid_argmax(lesion_dls):
     assert torch.equal(dec, probs.argmax(1))
     x = F.one_hot(targs, 4).float()
     assert x.shape == probs.shape
+
+
+def test_same_seed_same_run(lesion_dls):
+    import random
+
+    import numpy as np
+
+    def run():
+        dl.set_seed(7, deterministic=True)
+        a = (random.random(), float(np.random.rand()), float(torch.rand(())))
+        dls = dl.synthetic_dataloaders(n=96, size=32, n_classes=3, bs=16, seed=1)
+        learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), metrics=[dl.accuracy], progress=False, device="cpu")
+        learn.fit_one_cycle(2, 3e-3)
+        return a, learn.recorder.values, learn.recorder.losses
+
+    (a1, v1, l1), (a2, v2, l2) = run(), run()
+    assert a1 == a2 and l1 == l2
+    assert [{k: v for k, v in r.items() if k != "time"} for r in v1] == [{k: v for k, v in r.items() if k != "time"} for r in v2]
+    torch.use_deterministic_algorithms(False)

@@ -12,6 +12,7 @@ explicit ``valid`` column / index list, else grouped by ``group_col`` when given
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Sequence
@@ -226,6 +227,16 @@ class DermData:
                 warnings.warn(f"{self.name}: dropped {len(new)} unreadable image file(s):\n{listing}", stacklevel=2)
                 self.dropped.extend(new)
         return imgs
+
+    def with_images(self, presize: int, images: Tensor) -> DermData:
+        """A copy of this data whose decoded cache at ``presize`` is ``images`` (uint8
+        ``(N, 3, P, P)``, one per item, e.g. lesion crops made from the decoded cache)."""
+        if images.dtype != torch.uint8 or images.shape != (len(self.items), 3, presize, presize):
+            raise ValueError(f"images must be uint8 ({len(self.items)}, 3, {presize}, {presize}), got {images.dtype} {tuple(images.shape)}")
+        other = copy.copy(self)
+        other._cache = {presize: (images, [])}
+        other.dropped = list(self.dropped)
+        return other
 
     def _items(self, imgs: Tensor, idx: np.ndarray) -> CachedItems:
         meta_cols = [c for c in self.items.columns if c not in ("path", "label", "_row")]

@@ -1,0 +1,1 @@
+"""The study's experiments, runnable on public data (``python -m dermlearn.experiments.<name>``)."""
