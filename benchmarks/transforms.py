@@ -64,9 +64,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, PAD-UFES-20 300x300 images")
     print(f"{'operation':<30} {'ms / image (1 image, CPU)':>26} {'img/s (batch 64, ' + dev.type + ')':>24}")
     for name, (f, batched) in ops.items():
-        single = timed(lambda: f(one), args.repeats) * 1000
+        single = timed(lambda f=f: f(one), args.repeats) * 1000
         x = batch if batched else imgs
-        rate = len(x) / timed(lambda: f(x), max(1, args.repeats // 2))
+        rate = len(x) / timed(lambda f=f, x=x: f(x), max(1, args.repeats // 2))
         print(f"{name:<30} {single:>26.2f} {rate:>24.0f}" + ("" if batched else "  (image by image, CPU)"))
 
 

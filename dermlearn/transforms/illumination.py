@@ -60,7 +60,6 @@ def estimate_illumination(x: Tensor, kernel_frac: float = 0.35, work_size: int =
     scale = work_size / min(h, w)
     small = F.interpolate(y, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="area") if scale < 1 else y
     k = max(3, int(kernel_frac * min(small.shape[-2:])) | 1)
-    p = k // 2
     closed = _erode(_dilate(small, k), k)
     smooth = _gaussian_blur(closed, sigma=k / 2)
     return F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False).clamp(min=1e-3)
