@@ -23,6 +23,7 @@ from .data import (
     grouped_split,
     stratified_split,
 )
+from .checkpoint import Checkpoint
 from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
 from .datasets import LESION_CLASSES, SyntheticLesions, make_lesions, synthetic_dataloaders
 from .export import load_learner
@@ -82,6 +83,7 @@ __all__ = [
     "CancelStepException",
     "CancelTrainException",
     "CancelValidException",
+    "Checkpoint",
     "ClassWeightedSampler",
     "CrossEntropy",
     "DataLoaders",

@@ -180,6 +180,7 @@ class Learner:
         self.add_cbs(self.dls.cbs)
         self.add_cbs(cbs or [])
         self._augment_valid = False
+        self._resume: tuple[dict, Any] | None = None
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -417,6 +418,12 @@ class Learner:
         self._do_epoch_validate()
 
     def _do_fit(self) -> None:
+        if self._resume is not None:  # after before_fit, which resets the callbacks' state
+            from .checkpoint import restore_state
+
+            state, path = self._resume
+            self._resume = None
+            restore_state(self, state, path)
         for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
             self._with_events(self._do_epoch, "epoch", CancelEpochException)
@@ -434,6 +441,7 @@ class Learner:
         cbs: Sequence[Callback] | None = None,
         reset_opt: bool = False,
         start_epoch: int = 0,
+        resume: str | Path | None = None,
     ) -> None:
         """Train for ``n_epoch`` epochs at a constant learning rate (plus whatever ``cbs``
         schedule).
@@ -445,7 +453,19 @@ class Learner:
             cbs: Callbacks for this fit only.
             reset_opt: Create a fresh optimizer (drops its state).
             start_epoch: Skip the first epochs (schedules start at the matching position).
+            resume: A file written by :class:`~dermlearn.checkpoint.Checkpoint` during the
+                same fit (same method and arguments): continue after its last epoch with
+                the model, optimizer, callbacks, random generators and loaders as they were.
         """
+        if resume is not None:
+            from .checkpoint import load_checkpoint
+
+            state = load_checkpoint(resume)
+            if state["n_epoch"] != n_epoch:
+                raise ValueError(f"{resume} was written during a {state['n_epoch']}-epoch fit but this fit has {n_epoch} epochs: "
+                                 "resume with the same fit method and arguments")  # fmt: skip
+            start_epoch = state["epoch"] + 1
+            self._resume = (state, resume)
         if not 0 <= start_epoch <= n_epoch:
             raise ValueError(f"start_epoch must be in [0, n_epoch={n_epoch}], got {start_epoch}")
         if len(self.dls.train) == 0:
@@ -474,11 +494,12 @@ class Learner:
         cbs: Sequence[Callback] | None = None,
         reset_opt: bool = False,
         start_epoch: int = 0,
+        resume: str | Path | None = None,
     ) -> None:
         """One-cycle policy (see :func:`~dermlearn.schedule.one_cycle_scheds`)."""
         lr_max = self._default_lr(lr_max)
         scheds = one_cycle_scheds(lr_max, div, div_final, pct_start, moms)
-        self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds), *(cbs or [])], reset_opt=reset_opt, start_epoch=start_epoch)
+        self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds), *(cbs or [])], reset_opt=reset_opt, start_epoch=start_epoch, resume=resume)
 
     def fit_sgdr(
         self,
@@ -491,13 +512,14 @@ class Learner:
         cbs: Sequence[Callback] | None = None,
         reset_opt: bool = False,
         start_epoch: int = 0,
+        resume: str | Path | None = None,
     ) -> None:
         """SGDR: ``n_cycles`` cosine cycles from ``lr_max`` to ``eta_min`` with warm restarts,
         cycle ``i`` lasting ``cycle_len * cycle_mult**i`` epochs (``cycle_mult=1``: equal
         cycles). Trains ``cycle_len * (1 + cycle_mult + ... + cycle_mult**(n_cycles-1))``
         epochs; every restart uses ``lr_max`` exactly."""
         scheds, n_epoch = sgdr_scheds(n_cycles, cycle_len, self._default_lr(lr_max), cycle_mult, eta_min)
-        self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds), *(cbs or [])], reset_opt=reset_opt, start_epoch=start_epoch)
+        self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds), *(cbs or [])], reset_opt=reset_opt, start_epoch=start_epoch, resume=resume)
 
     def fit_flat_cos(
         self,
@@ -509,10 +531,11 @@ class Learner:
         cbs: Sequence[Callback] | None = None,
         reset_opt: bool = False,
         start_epoch: int = 0,
+        resume: str | Path | None = None,
     ) -> None:
         """Flat ``lr`` for ``pct_start`` of training, then cosine annealing to ``lr/div_final``."""
         scheds = flat_cos_scheds(self._default_lr(lr), div_final, pct_start)
-        self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds), *(cbs or [])], reset_opt=reset_opt, start_epoch=start_epoch)
+        self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds), *(cbs or [])], reset_opt=reset_opt, start_epoch=start_epoch, resume=resume)
 
     def fine_tune(
         self,
