@@ -15,6 +15,7 @@ from .callback import (
     CancelTrainException,
     CancelValidException,
 )
+from .checkpoint import Checkpoint
 from .data import (
     BatchAugment,
     ClassWeightedSampler,
@@ -23,10 +24,10 @@ from .data import (
     grouped_split,
     stratified_split,
 )
-from .checkpoint import Checkpoint
 from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
 from .datasets import LESION_CLASSES, SyntheticLesions, make_lesions, synthetic_dataloaders
 from .export import load_learner
+from .guard import NonFiniteGuard
 from .interpret import (
     GradCAM,
     GuidedBackprop,
@@ -98,6 +99,7 @@ __all__ = [
     "LRFindResult",
     "LRFinder",
     "Learner",
+    "NonFiniteGuard",
     "Normalize",
     "ParamScheduler",
     "ProgressCallback",

@@ -40,6 +40,7 @@ from .callback import (
     CancelValidException,
 )
 from .dataloaders import DataLoaders
+from .guard import NonFiniteGuard
 from .io import atomic_torch_save, safe_torch_load
 from .losses import CrossEntropy, activation_of, decodes_of
 from .optim import (
@@ -174,7 +175,7 @@ class Learner:
         self.cbs: list[Callback] = []
         self._dispatch: dict[bool, dict[str, list[Callable[[], None]]]] = {True: {}, False: {}}
         self._frozen_to = 0
-        self.add_cbs([Recorder()])
+        self.add_cbs([Recorder(), NonFiniteGuard()])
         if progress:
             self.add_cb(ProgressCallback())
         self.add_cbs(self.dls.cbs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -191,3 +193,30 @@ def test_same_seed_same_run(lesion_dls):
     assert a1 == a2 and l1 == l2
     assert [{k: v for k, v in r.items() if k != "time"} for r in v1] == [{k: v for k, v in r.items() if k != "time"} for r in v2]
     torch.use_deterministic_algorithms(False)
+
+
+def test_non_finite_loss_stops_and_keeps_good_weights():
+    calls = {"n": 0}
+
+    def loss(pred, y):
+        calls["n"] += 1
+        out = F.cross_entropy(pred, y)
+        return out * float("inf") if calls["n"] == 29 else out  # 10 train + 2 valid calls per epoch: epoch 2, batch 4
+
+    starts = {}
+
+    class Snap(dl.Callback):
+        order = -1
+
+        def before_train(self):
+            starts[self.learn.epoch] = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
+
+    learn = tiny_learner(loss_func=loss, cbs=[Snap()])
+    with pytest.warns(RuntimeWarning, match="epoch 2, batch 4"):
+        learn.fit(5, lr=1e-2)
+    reason = learn.non_finite_guard.stop_reason
+    assert "epoch 2, batch 4 (lr 0.01)" in reason
+    assert len(learn.recorder.values) == 2 and max(starts) == 2  # the failed epoch 2 gets no row; 3 and 4 never start
+    assert not math.isfinite(learn.recorder.losses[24])
+    for k, v in learn.model.state_dict().items():
+        assert torch.isfinite(v).all() and torch.equal(v, starts[2][k])
