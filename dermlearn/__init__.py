@@ -51,6 +51,7 @@ from .metrics import (
 )
 from .models import ARCHITECTURES, DermModel, create_head, create_model
 from .optim import adamw, sgd
+from .precision import ChannelsLast, MixedPrecision
 from .progress import ProgressCallback
 from .recorder import Recorder
 from .schedule import (
@@ -84,6 +85,7 @@ __all__ = [
     "CancelStepException",
     "CancelTrainException",
     "CancelValidException",
+    "ChannelsLast",
     "Checkpoint",
     "ClassWeightedSampler",
     "CrossEntropy",
@@ -98,6 +100,7 @@ __all__ = [
     "Interpretation",
     "LRFindResult",
     "LRFinder",
+    "MixedPrecision",
     "Learner",
     "NonFiniteGuard",
     "Normalize",

@@ -181,13 +181,17 @@ def get_hyper(opt: torch.optim.Optimizer, name: str) -> list[float]:
 
 
 def adamw(
-    betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-5, foreach: bool | None = None, fused: bool | None = None
+    betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-5, foreach: bool | None = None, fused: bool | str | None = "auto"
 ) -> OptFactory:
     """AdamW factory with fastai's defaults (``mom=0.9``, ``sqr_mom=0.99``, ``eps=1e-5``,
-    decoupled weight decay). ``fused=True`` uses the fused CUDA kernel."""
+    decoupled weight decay). ``fused='auto'`` uses the fused kernel when every parameter is
+    on a CUDA device, the multi-tensor (foreach) kernel otherwise."""
 
     def make(param_groups: list[dict]) -> torch.optim.Optimizer:
-        kw = {"foreach": foreach} if fused is None else {"fused": fused}
+        use_fused = fused
+        if fused == "auto":
+            use_fused = all(p.is_cuda for g in param_groups for p in g["params"]) or None
+        kw = {"foreach": foreach} if not use_fused else {"fused": True}
         return torch.optim.AdamW(param_groups, lr=1e-3, betas=betas, eps=eps, **kw)
 
     return make

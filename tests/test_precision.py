@@ -1,0 +1,61 @@
+"""The CUDA fast path's code that runs on the CPU: bf16 autocast, channels_last, AdamW choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dermlearn as dl
+
+
+def _learner(cbs):
+    dls = dl.synthetic_dataloaders(n=96, size=32, n_classes=3, bs=16, seed=0)
+    torch.manual_seed(0)
+    return dl.Learner(dls, dl.create_model("simple_cnn", 3), metrics=[dl.accuracy], progress=False, device="cpu", cbs=cbs)
+
+
+def test_bf16_autocast_trains_with_float32_weights():
+    seen = {}
+
+    class Spy(dl.Callback):
+        order = 20
+
+        def after_pred(self):
+            seen.setdefault("pred", self.learn.pred.dtype)
+            seen.setdefault("autocast", torch.is_autocast_enabled("cpu"))
+
+        def before_backward(self):
+            seen.setdefault("autocast_in_backward", torch.is_autocast_enabled("cpu"))
+
+    mp = dl.MixedPrecision()
+    learn = _learner([mp, Spy()])
+    learn.fit_one_cycle(3, 5e-3)
+    assert mp.dtype == torch.bfloat16 and mp.scaler is None
+    assert seen == {"pred": torch.bfloat16, "autocast": True, "autocast_in_backward": False}
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+    ref = _learner([])  # the same run in float32
+    ref.fit_one_cycle(3, 5e-3)
+    v, r = learn.recorder.values, ref.recorder.values
+    assert v[-1]["train_loss"] < 0.5 * v[0]["train_loss"]
+    assert abs(v[-1]["train_loss"] - r[-1]["train_loss"]) < 0.1 * r[-1]["train_loss"] + 0.02
+    assert not torch.is_autocast_enabled("cpu")  # nothing left switched on
+    with pytest.raises(ValueError, match="dtype"):
+        dl.MixedPrecision("fp8")
+
+
+def test_channels_last_gives_the_same_results():
+    ref = _learner([])
+    ref.fit(1, lr=3e-3)
+    cl = _learner([dl.ChannelsLast()])
+    cl.fit(1, lr=3e-3)
+    assert cl.model.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    # other convolution kernels: last-bit differences, amplified a little by Adam over an epoch
+    for a, b in zip(ref.model.parameters(), cl.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-3)
+    torch.testing.assert_close(cl.get_preds()[0], ref.get_preds()[0], atol=2e-3, rtol=0)
+
+
+def test_adamw_uses_foreach_on_cpu():
+    learn = _learner([])
+    learn.create_opt()
+    assert isinstance(learn.opt, torch.optim.AdamW) and not learn.opt.defaults.get("fused")
