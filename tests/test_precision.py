@@ -46,13 +46,20 @@ def test_bf16_autocast_trains_with_float32_weights():
 def test_channels_last_gives_the_same_results():
     ref = _learner([])
     ref.fit(1, lr=3e-3)
+    x, _ = next(iter(ref.dls.valid))
+    x = ref.dls.apply(x, training=False)
+    ref.model.eval()
+    with torch.no_grad():
+        out = ref.model(x)
+        ref.model.to(memory_format=torch.channels_last)
+        out_cl = ref.model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out_cl, out, rtol=1e-4, atol=1e-5)  # same weights, same outputs
     cl = _learner([dl.ChannelsLast()])
-    cl.fit(1, lr=3e-3)
+    cl.fit_one_cycle(3, 5e-3)
     assert cl.model.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)
-    # other convolution kernels: last-bit differences, amplified a little by Adam over an epoch
-    for a, b in zip(ref.model.parameters(), cl.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=2e-3)
-    torch.testing.assert_close(cl.get_preds()[0], ref.get_preds()[0], atol=2e-3, rtol=0)
+    base = _learner([])
+    base.fit_one_cycle(3, 5e-3)
+    assert abs(cl.recorder.values[-1]["train_loss"] - base.recorder.values[-1]["train_loss"]) < 0.05
 
 
 def test_adamw_uses_foreach_on_cpu():
