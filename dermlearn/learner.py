@@ -40,6 +40,7 @@ from .callback import (
     CancelValidException,
 )
 from .dataloaders import DataLoaders
+from .distributed import all_gather_cat, init_from_env, is_main_process
 from .guard import NonFiniteGuard
 from .io import atomic_torch_save, safe_torch_load
 from .losses import CrossEntropy, activation_of, decodes_of
@@ -107,7 +108,7 @@ class GatherPreds(Callback):
 
     def result(self) -> dict[str, Tensor | None]:
         def cat(xs: list[Tensor]) -> Tensor | None:
-            return torch.cat(xs).cpu() if xs else None
+            return all_gather_cat(torch.cat(xs)).cpu() if xs else None
 
         return {"inputs": cat(self.inputs), "preds": cat(self.preds), "targets": cat(self.targets), "losses": cat(self.losses)}
 
@@ -153,6 +154,9 @@ class Learner:
         progress: bool = True,
     ) -> None:
         self.dls = dls if isinstance(dls, DataLoaders) else DataLoaders(*dls)
+        self.distributed = init_from_env()
+        if device is None and self.distributed and torch.cuda.is_available():
+            device = torch.device("cuda", torch.cuda.current_device())
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.dls.to(self.device)
@@ -176,12 +180,13 @@ class Learner:
         self._dispatch: dict[bool, dict[str, list[Callable[[], None]]]] = {True: {}, False: {}}
         self._frozen_to = 0
         self.add_cbs([Recorder(), NonFiniteGuard()])
-        if progress:
+        if progress and is_main_process():
             self.add_cb(ProgressCallback())
         self.add_cbs(self.dls.cbs)
         self.add_cbs(cbs or [])
         self._augment_valid = False
         self._resume: tuple[dict, Any] | None = None
+        self._ddp: nn.Module | None = None
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -368,7 +373,7 @@ class Learner:
         return x, y
 
     def _do_one_batch(self) -> None:
-        self.pred = self.model(self.xb)
+        self.pred = (self._ddp if (self.training and self._ddp is not None) else self.model)(self.xb)
         self("after_pred")
         if self.yb is None:
             return
@@ -405,10 +410,20 @@ class Learner:
         self._set_train_mode()
         self._with_events(self._all_batches, "train", CancelTrainException)
 
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics), as DDP does before each
+        training forward: ranks then validate, and save, the same model."""
+        import torch.distributed as dist
+
+        if self.distributed:
+            for b in self.model.buffers():
+                dist.broadcast(b, 0)
+
     def _do_epoch_validate(self, dl: Iterable | None = None) -> None:
         self.dl = dl if dl is not None else self.dls.valid
         if self.dl is None:
             return
+        self._sync_buffers()
         self.training = False
         self.model.eval()
         with torch.no_grad():
@@ -477,7 +492,15 @@ class Learner:
             self.set_hyper("wd", self.wd if wd is None else wd)
             self.set_hyper("lr", self.lr if lr is None else lr)
             self.n_epoch, self.start_epoch, self.epoch = n_epoch, start_epoch, start_epoch
-            self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
+            if self.distributed:  # wrapped per fit: DDP registers the parameters that train now
+                from torch.nn.parallel import DistributedDataParallel
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+            try:
+                self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
+            finally:
+                self._ddp = None
 
     # ------------------------------------------------------------------ schedules
     def _default_lr(self, lr: LearningRate | None) -> np.ndarray:
@@ -572,14 +595,15 @@ class Learner:
         return explain(self, items, targets, layer, gbp)
 
     # ------------------------------------------------------------------ distributed
-    @staticmethod
-    def all_reduce_sum(t: Tensor) -> Tensor:
-        """Sum of ``t`` over all processes of a torch.distributed run (``t`` itself otherwise)."""
+    def all_reduce_sum(self, t: Tensor) -> Tensor:
+        """Sum of ``t`` over all processes of a torch.distributed run (``t`` itself otherwise);
+        the collective runs on the learner's device (NCCL needs CUDA tensors)."""
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            t = t.clone()
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            out = t.detach().to(self.device, copy=True)
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out.to(t.device)
         return t
 
     # ------------------------------------------------------------------ evaluation
@@ -696,16 +720,21 @@ class Learner:
     def save(self, file: str | Path, with_opt: bool = True) -> Path:
         """Save the model's state dict (and the optimizer's) to ``path/model_dir/file.pth``
         atomically. Returns the path."""
+        path = self._model_path(file)
+        if not is_main_process():  # in a distributed run only rank 0 writes
+            return path
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if with_opt and self.opt is not None:
             state["opt"] = self.opt.state_dict()
-        return atomic_torch_save(state, self._model_path(file))
+        return atomic_torch_save(state, path)
 
     def export(self, path: str | Path, input_size: int | None = None, extra: dict[str, Any] | None = None) -> Path:
         """Write a safe, portable model file (weights + JSON metadata); rebuild it with
         :func:`dermlearn.load_learner`. See :mod:`dermlearn.export`."""
         from .export import export_learner
 
+        if not is_main_process():  # in a distributed run only rank 0 writes
+            return Path(path)
         return export_learner(self, path, input_size, extra)
 
     def load(self, file: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:

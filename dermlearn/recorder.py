@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .callback import Callback
+from .distributed import all_gather_cat
 from .metrics import metric_name
 
 __all__ = ["Recorder", "smooth"]
@@ -113,16 +114,20 @@ class Recorder(Callback):
             losses = torch.stack([x.float() for x in self._batch_losses]).cpu().double()  # one sync per epoch
             sizes = torch.tensor(self._sizes, dtype=torch.float64)
             self.losses.extend(losses.tolist())
-            self._row["train_loss"] = float((losses * sizes).sum() / sizes.sum())
+            total = self.learn.all_reduce_sum(torch.stack([(losses * sizes).sum(), sizes.sum()]))  # over all ranks
+            self._row["train_loss"] = float(total[0] / total[1])
         else:
             self._row["train_loss"] = float("nan")
         self.iters_per_epoch.append(len(self._batch_losses))
 
     def after_validate(self) -> None:
         out: dict[str, Any] = {}
-        out["valid_loss"] = float(self._v_sum / self._v_n) if self._v_n else float("nan")
+        dev = self.learn.device
+        s = self._v_sum.double() if self._v_sum is not None else torch.zeros((), dtype=torch.float64, device=dev)
+        total = self.learn.all_reduce_sum(torch.stack([s.to(dev), torch.tensor(float(self._v_n), dtype=torch.float64, device=dev)]))
+        out["valid_loss"] = float(total[0] / total[1]) if float(total[1]) > 0 else float("nan")
         if self.learn.metrics and self._v_preds:
-            preds, targs = torch.cat(self._v_preds), torch.cat(self._v_targs)
+            preds, targs = all_gather_cat(torch.cat(self._v_preds)), all_gather_cat(torch.cat(self._v_targs))
             for m in self.learn.metrics:
                 v = m(preds, targs)
                 v = v.detach().cpu() if isinstance(v, Tensor) else torch.as_tensor(v)

@@ -183,4 +183,8 @@ class SaveModelCallback(TrackerCallback):
 
     def after_fit(self) -> None:
         if self.at_end and not self.every_epoch and self.best_epoch >= 0:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()  # rank 0 wrote the file
             self.learn.load(self.fname, with_opt=False)

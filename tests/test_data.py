@@ -375,3 +375,18 @@ def test_fused_colour_pass_equals_stepwise_float64_reference():
     ref = (v - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
     torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=0)
     assert (p.brightness != 0).all() and (p.contrast != 1).all()
+
+
+def test_bad_inputs_name_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match="no items"):
+        dl.DermData(pd.DataFrame({"path": [], "label": []}))
+    synthetic_folder(tmp_path / "imgs", n=30, n_classes=3)
+    table = dl.data.folder_table(tmp_path / "imgs")
+    table["is_valid"] = table["label"] == "ulcer"  # every ulcer in validation: none left to train on
+    with pytest.raises(ValueError, match=r"no training images for class\(es\) \['ulcer'\]"):
+        dl.DermData(table, valid="is_valid").dls(bs=4, size=32, progress=False)
+    rows = [str(p.relative_to(tmp_path)) for p in sorted((tmp_path / "imgs").rglob("*.png"))[:6]] + ["imgs/gone1.png", "imgs/gone2.png"]
+    pd.DataFrame({"image": rows, "label": ["macula"] * 4 + ["tumor"] * 4}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(ValueError, match="2 unreadable") as e:
+        dl.DermData.from_csv(tmp_path / "m.csv").dls(bs=2, size=32, progress=False)
+    assert "gone1.png: file not found" in str(e.value) and "gone2.png: file not found" in str(e.value)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..distributed import rank, world_size
+
 __all__ = ["CachedItems", "TensorLoader"]
 
 
@@ -56,16 +58,30 @@ class TensorLoader:
         self.epoch = 0
 
     def _order(self) -> np.ndarray:
-        if self.sampler is not None:
+        if self.sampler is not None:  # samplers shard by rank themselves
             self.sampler.set_epoch(self.epoch)
             return np.asarray(self.sampler.indices(), dtype=np.int64)
         if self.shuffle:
             rng = np.random.default_rng(self.seed * 1_000_003 + self.epoch)
-            return self.index[rng.permutation(len(self.index))]
-        return self.index
+            return self._shard(self.index[rng.permutation(len(self.index))])
+        return self._shard(self.index)
+
+    def _shard(self, order: np.ndarray) -> np.ndarray:
+        """This rank's part in a distributed run: for shuffled (training) loaders an equal
+        share of a permutation every rank computes alike (the same number of batches on every
+        rank, so gradient all-reduces pair up); otherwise a contiguous block, so that
+        gathering in rank order restores the item order."""
+        world, r = world_size(), rank()
+        if world == 1:
+            return order
+        if self.shuffle:
+            n = len(order) // world
+            return order[r * n : (r + 1) * n]
+        block = -(-len(order) // world)
+        return order[r * block : (r + 1) * block]
 
     def _n(self) -> int:
-        return len(self.sampler) if self.sampler is not None else len(self.index)
+        return len(self.sampler) if self.sampler is not None else len(self._shard(self.index))
 
     def __len__(self) -> int:
         n = self._n()
