@@ -96,3 +96,15 @@ def test_corrections_travel_with_the_model(tmp_path):
     assert back.meta["preprocessing"][0]["kernel_frac"] == 0.3 and back.meta["preprocessing"][1]["p"] == 4
     item = dls.valid.dataset[0][0]
     torch.testing.assert_close(back.predict(item)[2], learn.predict(item)[2])
+
+
+def test_onnx_export_matches_pytorch(trained, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    path = trained.export_onnx(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path))
+    x, _ = next(iter(trained.dls.valid))
+    x32 = torch.nn.functional.interpolate(x.float(), size=(32, 32), mode="bilinear", antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    out = torch.from_numpy(sess.run(None, {"images": x32.numpy()})[0])
+    ref = torch.sigmoid(trained.model.eval()(trained.dls.apply(x32, training=False)))  # the learner uses BCE: sigmoid
+    torch.testing.assert_close(out, ref.detach(), atol=1e-5, rtol=1e-4)
+    assert sess.get_inputs()[0].shape[0] == "batch"  # any batch size
