@@ -134,6 +134,9 @@ class Learner:
         train_bn: Keep normalisation layers trainable (and in train mode) in frozen groups.
         device: Where the model and batches live; CUDA when available by default.
         progress: Show progress bars and a per-epoch table.
+        compile: Run the training forward pass through ``torch.compile`` (the first batches
+            are slow while it compiles; ``learn.model`` stays the plain module, so saving,
+            exporting and attribution are unchanged).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Learner:
         train_bn: bool = True,
         device: str | torch.device | None = None,
         progress: bool = True,
+        compile: bool = False,
     ) -> None:
         self.dls = dls if isinstance(dls, DataLoaders) else DataLoaders(*dls)
         self.distributed = init_from_env()
@@ -187,6 +191,9 @@ class Learner:
         self._augment_valid = False
         self._resume: tuple[dict, Any] | None = None
         self._ddp: nn.Module | None = None
+        self.compile = compile
+        self._compiled: nn.Module | None = None
+        self._train_module: nn.Module = self.model
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -373,7 +380,7 @@ class Learner:
         return x, y
 
     def _do_one_batch(self) -> None:
-        self.pred = (self._ddp if (self.training and self._ddp is not None) else self.model)(self.xb)
+        self.pred = (self._train_module if self.training else self.model)(self.xb)
         self("after_pred")
         if self.yb is None:
             return
@@ -492,15 +499,23 @@ class Learner:
             self.set_hyper("wd", self.wd if wd is None else wd)
             self.set_hyper("lr", self.lr if lr is None else lr)
             self.n_epoch, self.start_epoch, self.epoch = n_epoch, start_epoch, start_epoch
+            self._train_module = self.model
             if self.distributed:  # wrapped per fit: DDP registers the parameters that train now
                 from torch.nn.parallel import DistributedDataParallel
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+                self._train_module = self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+            if self.compile:
+                if self._ddp is not None:
+                    self._train_module = torch.compile(self._ddp)
+                else:
+                    self._compiled = self._compiled if self._compiled is not None else torch.compile(self.model)
+                    self._train_module = self._compiled
             try:
                 self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
             finally:
                 self._ddp = None
+                self._train_module = self.model
 
     # ------------------------------------------------------------------ schedules
     def _default_lr(self, lr: LearningRate | None) -> np.ndarray:

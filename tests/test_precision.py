@@ -66,3 +66,17 @@ def test_adamw_uses_foreach_on_cpu():
     learn = _learner([])
     learn.create_opt()
     assert isinstance(learn.opt, torch.optim.AdamW) and not learn.opt.defaults.get("fused")
+
+
+def test_compiled_training_matches_eager():
+    """torch.compile on the CPU (slow to compile: one small model)."""
+    from .conftest import tiny_learner
+
+    eager = tiny_learner()
+    eager.fit(1, lr=1e-2)
+    compiled = tiny_learner(compile=True)
+    compiled.fit(1, lr=1e-2)
+    assert compiled._compiled is not None and type(compiled.model).__name__ == "ThreeGroupMLP"
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert compiled.recorder.losses == pytest.approx(eager.recorder.losses, rel=1e-4)
