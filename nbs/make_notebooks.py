@@ -61,6 +61,40 @@ NOTEBOOKS = {
                  "meta = dls.valid.dataset.meta\n"
                  "interp.metrics_by_group([m['fitzpatrick'] for m in meta], name='fitzpatrick')"),
     ],
+    "03_mitigation_transforms.ipynb": [
+        ("md", "# Mitigation transforms: before and after\n\n"
+               "The study's photographic corrections on real PAD-UFES-20 photos: gamma, illumination correction, "
+               "colour constancy (Shades of Gray), lesion crop (field of view) and hair removal. Each works on a batch "
+               "`(B, 3, H, W)` of uint8 or float images."),
+        ("code", SMALL),
+        ("code", "import matplotlib.pyplot as plt\nimport numpy as np\nimport pandas as pd\nimport torch\n"
+                 "import dermlearn as dl\nfrom dermlearn.data.decode import load_image\nfrom dermlearn import transforms as T\n\n"
+                 "root = dl.data.data_root() / 'pad-ufes-20'\ntable = pd.read_csv(root / 'labels.csv').head(4)\n"
+                 "def to_t(p):\n    return torch.from_numpy(np.array(load_image(p))).permute(2, 0, 1)\n"
+                 "x = torch.stack([to_t(root / p) for p in table['image']])\n"
+                 "masks = torch.stack([to_t(root / m)[0] > 127 for m in table['mask']])\n"
+                 "def show(rows, titles):\n"
+                 "    fig, axs = plt.subplots(len(rows), len(rows[0]), figsize=(2.4 * len(rows[0]), 2.4 * len(rows)), squeeze=False)\n"
+                 "    for r, row in enumerate(rows):\n"
+                 "        for c, img in enumerate(row):\n"
+                 "            axs[r, c].imshow(img.permute(1, 2, 0).numpy())\n"
+                 "            axs[r, c].axis('off')\n"
+                 "            axs[r, c].set_title(titles[r], fontsize=8)\n"
+                 "    plt.tight_layout()"),
+        ("md", "Degrade the photos as user-submitted ones often are (uneven light, gamma, colour cast), then correct them. "
+               "Gamma convention: `out = in ** gamma`, so gamma < 1 brightens (the study's 'gamma 1.2-1.5' is 1/1.2-1/1.5 here)."),
+        ("code", "bad = T.RandomColourCast(p=1.0, seed=2)(T.RandomGamma((0.6, 1.6), p=1.0, seed=1)(T.RandomIllumination((0.4, 0.6), p=1.0, seed=0)(x)))\n"
+                 "fixed = T.shades_of_gray(T.adjust_gamma(T.correct_illumination(bad), T.auto_gamma(T.correct_illumination(bad))))\n"
+                 "show([list(x), list(bad), list(fixed)], ['original', 'degraded', 'corrected'])"),
+        ("md", "Field of view: crop to the lesion (here from the students' masks; at predict time `two_pass_predict` uses Grad-CAM)."),
+        ("code", "boxes = [T.roi_box(m, theta=0.5, margin=0.15) for m in masks]\n"
+                 "show([list(x), list(T.crop_boxes(x, boxes, 300))], ['full view', 'lesion crop'])"),
+        ("md", "Hair removal (DullRazor): black-hat, threshold, inpaint. On a hair-free photo it should mark almost nothing."),
+        ("code", "out, mask = T.remove_hair(x[0])\nprint(f'marked as hair: {float(mask.float().mean()):.1%}')\n"
+                 "show([[x[0], out]], ['original / hair removed'])"),
+        ("md", "The measured effect on a trained model is in `docs/mitigation.md` "
+               "(`python -m dermlearn.experiments.photometric`)."),
+    ],
     "04_interpretation_confused_pairs.ipynb": [
         ("md", "# Interpreting confused pairs\n\n"
                "The study's analysis: find the label pairs that account for most errors, then look at Grad-CAM and "

@@ -390,3 +390,23 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="2 unreadable") as e:
         dl.DermData.from_csv(tmp_path / "m.csv").dls(bs=2, size=32, progress=False)
     assert "gone1.png: file not found" in str(e.value) and "gone2.png: file not found" in str(e.value)
+
+
+def test_preprocess_runs_once_on_the_cache(folder_data):
+    from dermlearn.transforms import AdjustGamma, adjust_gamma
+
+    calls = {"n": 0}
+
+    class Counting(AdjustGamma):
+        def forward(self, x):
+            calls["n"] += 1
+            return super().forward(x)
+
+    step = Counting(0.7)
+    a = folder_data.dls(bs=8, size=32, progress=False, preprocess=[step])
+    n = calls["n"]
+    b = folder_data.dls(bs=8, size=32, progress=False, preprocess=[step])
+    assert calls["n"] == n  # cached: not run again
+    raw = folder_data.images(40)
+    assert torch.equal(a.train.dataset.images, adjust_gamma(raw, 0.7)[torch.from_numpy(folder_data.indices("train"))])
+    assert torch.equal(b.valid.dataset.images, adjust_gamma(raw, 0.7)[torch.from_numpy(folder_data.indices("valid"))])

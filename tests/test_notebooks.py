@@ -9,11 +9,11 @@ import pytest
 from .conftest import REPO, data_dir
 
 NOTEBOOKS = sorted((REPO / "nbs").glob("*.ipynb"))
-NEEDS_DATA = {"02_transfer_learning_pad_ufes_20.ipynb": "pad-ufes-20"}
+NEEDS_DATA = {"02_transfer_learning_pad_ufes_20.ipynb": "pad-ufes-20", "03_mitigation_transforms.ipynb": "pad-ufes-20"}
 
 
 def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 3
+    assert len(NOTEBOOKS) >= 4
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -71,6 +71,8 @@ def test_gamma_convention_identity_round_trip_and_rounding():
         adjust_gamma(torch.rand(3, 8, 8), 1.0)
     with pytest.raises(TypeError, match="uint8 or float"):
         adjust_gamma(torch.ones(1, 3, 2, 2, dtype=torch.int32), 1.0)
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got values in \[0, 255\]"):
+        correct_illumination(torch.full((1, 3, 8, 8), 255.0).index_fill_(2, torch.tensor([0]), 0.0))
 
 
 def test_auto_gamma_brings_skin_luminance_to_target(pad_images):

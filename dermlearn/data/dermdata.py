@@ -228,6 +228,23 @@ class DermData:
                 self.dropped.extend(new)
         return imgs
 
+    def _preprocessed(self, imgs: Tensor, presize: int, steps: list, progress: bool) -> Tensor:
+        key = (presize, tuple(repr(s) for s in steps))
+        cache = self.__dict__.setdefault("_pre_cache", {})
+        if key not in cache:
+            from tqdm.auto import tqdm
+
+            out = torch.empty_like(imgs)
+            for i in tqdm(range(0, len(imgs), 64), desc="preprocessing", disable=not progress, leave=False):
+                x = imgs[i : i + 64]
+                for s in steps:
+                    x = s(x)
+                if x.dtype != torch.uint8 or x.shape != imgs[i : i + 64].shape:
+                    raise ValueError(f"preprocessing steps must map uint8 (B, 3, {presize}, {presize}) to the same; got {x.dtype} {tuple(x.shape)}")
+                out[i : i + 64] = x
+            cache[key] = out
+        return cache[key]
+
     def with_images(self, presize: int, images: Tensor) -> DermData:
         """A copy of this data whose decoded cache at ``presize`` is ``images`` (uint8
         ``(N, 3, P, P)``, one per item, e.g. lesion crops made from the decoded cache)."""
@@ -265,6 +282,7 @@ class DermData:
         cache_dir: str | os.PathLike | None | bool = True,
         progress: bool = True,
         tfms: Sequence[torch.nn.Module] = (),
+        preprocess: Sequence[torch.nn.Module] = (),
     ) -> DataLoaders:
         """Training and validation loaders.
 
@@ -290,6 +308,10 @@ class DermData:
                 (training) and before resizing (evaluation), e.g.
                 ``[CorrectIllumination(), ShadesOfGray()]``; exported with the model so
                 that ``predict`` applies them too.
+            preprocess: Operations applied once to the decoded cache (in batches of 64, on
+                the CPU), before any loader sees it: for slow, deterministic steps such as
+                ``RemoveHair()``. The result is kept in memory for later calls with the same
+                ``presize`` and steps. Unlike ``tfms`` they are not exported with the model.
 
         Returns:
             :class:`DataLoaders` with ``vocab``, ``cbs`` (callbacks the balancing needs) and
@@ -302,6 +324,8 @@ class DermData:
         if presize < size:
             raise ValueError(f"presize ({presize}) must be at least size ({size})")
         imgs = self.images(presize, cache_dir, skip_bad, progress)
+        if preprocess:
+            imgs = self._preprocessed(imgs, presize, list(preprocess), progress)
         tr, va = self.indices("train"), self.indices("valid")
         for which, idx in (("training", tr), ("validation", va)):
             if len(idx) == 0:
