@@ -155,6 +155,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .experiments import photometric
+
+    argv = ["--out", args.out or f"results/{args.name}", "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+    return photometric.main(argv)
+
+
 def _check_arch(arch: str) -> None:
     from .models import ARCHITECTURES
 
@@ -362,6 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--csv", help="write image, prediction and every class probability to this CSV")
     r.add_argument("--heatmaps", help="folder for a Grad-CAM heatmap PNG per image")
     r.set_defaults(func=_predict)
+
+    e = sub.add_parser("experiment", help="run one of the study's experiments and write its tables",
+                       description="Run an experiment on public data and write results.csv, results.md and "
+                       "config.json to --out. Available: photometric (PAD-UFES-20: degradations, corrections at test "
+                       "time and in training, lesion crop). Use --quick for a few-minute CPU run.")  # fmt: skip
+    e.add_argument("name", choices=["photometric"], help="the experiment")
+    e.add_argument("--quick", action="store_true", help="small size for a smoke test")
+    e.add_argument("--out", default=None, help="output folder (default: results/<name>)")
+    e.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    e.set_defaults(func=_experiment)
     return p
 
 

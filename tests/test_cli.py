@@ -97,3 +97,24 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "missing column(s) ['image', 'label']" in err and "'img'" in err
     assert main(["predict", "--model", str(tmp_path / "m.pth"), str(tmp_path)]) == 2
     assert "no model file" in capsys.readouterr().err
+
+
+def test_experiment_subcommand_quick(tmp_path, monkeypatch, capsys):
+    from .conftest import require_data
+
+    require_data("pad-ufes-20", "labels.csv")
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    assert main(["experiment", "photometric", "--quick", "--out", str(tmp_path / "res")]) == 0
+    assert (tmp_path / "res" / "results.md").read_text().startswith("| model |") and "| model |" in capsys.readouterr().out
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "res" / "results.csv")
+    assert len(table) == 10 and table["accuracy"].between(0, 1).all()
+    clean = table[(table["validation images"] == "clean") & (table["correction"] == "none")]["accuracy"].item()
+    degraded = table[(table["validation images"] == "degraded") & (table["correction"] == "none")]["accuracy"].item()
+    assert degraded <= clean  # the degradation is real
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dermlearn", "experiment", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr

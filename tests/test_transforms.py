@@ -245,20 +245,6 @@ def test_hair_removal_finds_and_removes_thin_dark_lines(pad_images):
         hair_mask(hairy, kernel=8)
 
 
-def test_photometric_experiment_quick(tmp_path, monkeypatch):
-    require_data("pad-ufes-20", "labels.csv")
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
-    from dermlearn.experiments import photometric
-
-    assert photometric.main(["--quick", "--out", str(tmp_path / "out")]) == 0
-    table = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert len(table) == 10 and table["accuracy"].between(0, 1).all()
-    assert (tmp_path / "out" / "results.md").read_text().startswith("| model |")
-    clean = table[(table["validation images"] == "clean") & (table["correction"] == "none")]["accuracy"].item()
-    degraded = table[(table["validation images"] == "degraded") & (table["correction"] == "none")]["accuracy"].item()
-    assert degraded <= clean  # the degradation is real
-
-
 def test_degradation_is_seeded():
     from dermlearn.experiments.photometric import degrade
 
