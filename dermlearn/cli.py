@@ -50,9 +50,10 @@ def _demo(args: argparse.Namespace) -> int:
     fig.savefig(out / "lr_find.png", dpi=100)
     plt.close(fig)
     # from scratch, Smith's rule (an order of magnitude below the loss minimum) trains faster
-    # than fastai's valley, which is tuned for fine-tuning pretrained weights
-    lr = float(res.suggestions.get("minimum", 3e-3))
-    print("lr_find suggestions: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr_max = minimum = {lr:.2e}")
+    # than fastai's valley, which is tuned for fine-tuning pretrained weights; valley guards
+    # against a minimum found among the first noisy iterations
+    lr = float(max(res.suggestions.get("minimum", 3e-3), res.suggestions.get("valley", 0.0)))
+    print("lr_find suggestions: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr_max {lr:.2e}")
 
     cycles = 3
     print(f"fit_sgdr: {cycles} cycles, cycle_len 1, cycle_mult 2 ({2**cycles - 1} epochs)")
@@ -112,8 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import pandas as pd
 
-    from .lr_finder import minimum, valley
-    from .tracker import EarlyStopping
+    from .recipes import study_recipe
 
     _check_arch(args.arch)
     out = Path(args.out)
@@ -122,30 +122,10 @@ def _train(args: argparse.Namespace) -> int:
     print(data)
     learn = _learner_for(args, data)
     pretrained = args.pretrained not in (None, "none")
-    if pretrained:
-        learn.freeze()  # transfer learning: the new head first
-    if args.lr is None:
-        res = learn.lr_find(suggest_funcs=(valley, minimum), show_plot=False)
-        _save(res.plot(), out / "lr_find.png")
-        # fastai's valley suits fine-tuning pretrained weights; from scratch, Smith's rule
-        # (an order of magnitude below the loss minimum) trains faster
-        lr = res.suggestions["valley"] if pretrained else res.suggestions["minimum"]
-        print("lr_find: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr {lr:.2e}")
-    else:
-        lr = args.lr
-    history = []
-    es = EarlyStopping(monitor="valid_loss", patience=args.patience, restore_best_weights=True)
-    if pretrained:
-        print(f"head: fit_sgdr({args.head_cycles}, 1, lr_max={lr:.2e}, cycle_mult=2)")
-        learn.fit_sgdr(args.head_cycles, 1, lr_max=lr, cycle_mult=2)
-        history += [{"phase": "head", **r} for r in learn.recorder.values]
-        learn.unfreeze()
-        print(f"all layers: fit_sgdr({args.cycles}, 1, lr_max=slice({lr / 100:.2e}, {lr / 10:.2e}), cycle_mult=2), early stopping")
-        learn.fit_sgdr(args.cycles, 1, lr_max=slice(lr / 100, lr / 10), cycle_mult=2, cbs=[es])
-    else:
-        print(f"random init, all layers: fit_sgdr({args.cycles}, 1, lr_max={lr:.2e}, cycle_mult=2), early stopping")
-        learn.fit_sgdr(args.cycles, 1, lr_max=lr, cycle_mult=2, cbs=[es])
-    history += [{"phase": "all", **r} for r in learn.recorder.values]
+    res = study_recipe(learn, pretrained, args.lr, args.head_cycles, args.cycles, args.patience)
+    if res.lr_find is not None:
+        _save(res.lr_find.plot(), out / "lr_find.png")
+    lr, history = res.lr, res.history
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     _save(learn.recorder.plot_loss(), out / "loss.png")
     res = learn.validate()
@@ -159,10 +139,11 @@ def _experiment(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .experiments import photometric
+    from .experiments import architectures, cifar_speedup, photometric
 
     argv = ["--out", args.out or f"results/{args.name}", "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
-    return photometric.main(argv)
+    modules = {"photometric": photometric, "architectures": architectures, "cifar-speedup": cifar_speedup}
+    return modules[args.name].main(argv)
 
 
 def _check_arch(arch: str) -> None:
@@ -376,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("experiment", help="run one of the study's experiments and write its tables",
                        description="Run an experiment on public data and write results.csv, results.md and "
                        "config.json to --out. Available: photometric (PAD-UFES-20: degradations, corrections at test "
-                       "time and in training, lesion crop). Use --quick for a few-minute CPU run.")  # fmt: skip
-    e.add_argument("name", choices=["photometric"], help="the experiment")
+                       "time and in training, lesion crop); architectures (the study's recipe on ResNet-34/50/101/152 and "
+                       "DenseNet-161, PAD-UFES-20); cifar-speedup (baseline vs speed-up recipe, time to a target accuracy, eta). "
+                       "Use --quick for a few-minute CPU run.")  # fmt: skip
+    e.add_argument("name", choices=["photometric", "architectures", "cifar-speedup"], help="the experiment")
     e.add_argument("--quick", action="store_true", help="small size for a smoke test")
     e.add_argument("--out", default=None, help="output folder (default: results/<name>)")
     e.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")

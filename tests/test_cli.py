@@ -118,3 +118,26 @@ def test_experiment_subcommand_quick(tmp_path, monkeypatch, capsys):
 
     r = subprocess.run([sys.executable, "-m", "dermlearn", "experiment", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_architectures_and_cifar_speedup_experiments_quick(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from dermlearn.experiments import architectures, cifar_speedup
+
+    from .conftest import require_data
+
+    require_data("pad-ufes-20", "labels.csv")
+    require_data("cifar10.tar.gz")
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    assert architectures.main(["--quick", "--archs", "simple_cnn", "--out", str(tmp_path / "a")]) == 0
+    t = pd.read_csv(tmp_path / "a" / "results.csv")
+    assert list(t["architecture"]) == ["simple_cnn"] and 0 <= t["top1"].item() <= 1 and t["epochs"].item() >= 1
+    assert set(pd.read_csv(tmp_path / "a" / "history.csv")["phase"]) == {"all"}
+    assert cifar_speedup.main(["--quick", "--archs", "simple_cnn", "--per-class", "100", "--valid-per-class", "20",
+                               "--target", "0.2", "--max-epochs", "3", "--out", str(tmp_path / "c")]) == 0  # fmt: skip
+    c = pd.read_csv(tmp_path / "c" / "results.csv")
+    assert {"baseline_acc", "recipe_acc", "baseline_time_s", "recipe_time_s", "eta"} <= set(c.columns)
+    if c["baseline_time_s"].notna().item() and c["recipe_time_s"].notna().item():
+        assert abs(c["eta"].item() - c["baseline_time_s"].item() / c["recipe_time_s"].item()) < 1e-9
+    assert (tmp_path / "c" / "results.md").read_text().startswith("| architecture |")

@@ -1,0 +1,79 @@
+"""The study's architecture table: ResNet-34/50/101/152 and DenseNet-161 trained with its
+recipe (LR range test, SGDR with cycle length doubling, discriminative learning rates when
+pretrained, early stopping, BCE-with-logits on one-hot targets), on PAD-UFES-20 or any
+folder / CSV. Reports top-1 accuracy, balanced accuracy and training time per architecture.
+
+    python -m dermlearn.experiments.architectures [--quick] [--data pad-ufes-20] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..cli_data import add_data_args, data_from_args
+from ..learner import Learner
+from ..losses import BCEWithLogitsOneHot
+from ..metrics import accuracy, balanced_accuracy
+from ..models import create_model
+from ..recipes import study_recipe
+
+STUDY_ARCHS = ("resnet34", "resnet50", "resnet101", "resnet152", "densenet161")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_args(ap)
+    ap.set_defaults(data="pad-ufes-20")
+    for action in ap._actions:
+        if action.dest == "data":
+            action.required = False
+    ap.add_argument("--archs", nargs="+", default=list(STUDY_ARCHS))
+    ap.add_argument("--pretrained", action="store_true", help="ImageNet weights (needs the network or the hub cache)")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--cycles", type=int, default=3, help="SGDR cycles for all layers (1, 2, 4, ... epochs)")
+    ap.add_argument("--head-cycles", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="64 px, 2 SGDR cycles, a 30-iteration LR test")
+    ap.add_argument("--out", default="results/architectures")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.size, args.cycles, args.head_cycles = 64, 2, 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = data_from_args(args)
+    print(data)
+    rows, history, t_all = [], [], time.perf_counter()
+    for arch in args.archs:
+        dls = data.dls(bs=args.bs, size=args.size, seed=args.seed, progress=False)
+        torch.manual_seed(args.seed)
+        learn = Learner(dls, create_model(arch, data.c, pretrained=args.pretrained), loss_func=BCEWithLogitsOneHot(),
+                        metrics=[accuracy, balanced_accuracy], progress=False)  # fmt: skip
+        t = time.perf_counter()
+        res = study_recipe(learn, args.pretrained, head_cycles=args.head_cycles, cycles=args.cycles,
+                           lr_find_iters=30 if args.quick else 100, log=lambda m, a=arch: print(f"[{a}] {m}"))  # fmt: skip
+        secs = time.perf_counter() - t
+        final = learn.validate()
+        rows.append({"architecture": arch, "top1": final["accuracy"], "balanced_accuracy": final["balanced_accuracy"],
+                     "epochs": len(res.history), "lr": res.lr, "time_s": round(secs, 1)})  # fmt: skip
+        history += [{"architecture": arch, **h} for h in res.history]
+        print(f"[{arch}] top-1 {final['accuracy']:.3f}, balanced {final['balanced_accuracy']:.3f}, {secs:.0f}s")
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "results.csv", index=False)
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    md = ["| architecture | top-1 | balanced accuracy | epochs | lr | time (s) |", "|---|---|---|---|---|---|"]
+    md += [f"| {r.architecture} | {r.top1:.3f} | {r.balanced_accuracy:.3f} | {r.epochs} | {r.lr:.2e} | {r.time_s:.0f} |" for r in table.itertuples()]
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    config = {**vars(args), "data": repr(data), "torch": torch.__version__, "wall_s": round(time.perf_counter() - t_all, 1)}
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

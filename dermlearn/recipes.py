@@ -1,0 +1,57 @@
+"""The study's training recipe, shared by the command line and the experiments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .lr_finder import minimum, valley
+from .tracker import EarlyStopping
+
+__all__ = ["RecipeResult", "study_recipe"]
+
+
+@dataclass
+class RecipeResult:
+    """What :func:`study_recipe` did: the learning rate, the LR-finder result (None when
+    ``lr`` was given), and the per-epoch history of both phases (``phase`` 'head' / 'all')."""
+
+    lr: float
+    lr_find: Any = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: int = 2, cycles: int = 2,
+                 patience: int = 2, extra_cbs=(), log=print, lr_find_iters: int = 100) -> RecipeResult:  # fmt: skip
+    """Train ``learn`` as the study did.
+
+    With pretrained weights: LR range test on the frozen body (fastai's ``valley``), the new
+    head with SGDR (``head_cycles`` cycles, cycle length doubling), then all layers with
+    discriminative learning rates ``slice(lr/100, lr/10)``, SGDR and early stopping on the
+    validation loss (best weights restored). From random initialisation there is no
+    pretrained body to protect: LR range test (the larger of Smith's ``minimum`` rule and
+    ``valley``), then all layers with SGDR and early stopping.
+    """
+    if pretrained:
+        learn.freeze()
+    res = None
+    if lr is None:
+        res = learn.lr_find(num_it=lr_find_iters, suggest_funcs=(valley, minimum), show_plot=False)
+        # pretrained: fastai's valley. From scratch: the larger of Smith's "minimum" rule and
+        # valley (minimum alone can land on the first noisy iterations of a short sweep)
+        lr = res.suggestions["valley"] if pretrained else max(res.suggestions["minimum"], res.suggestions["valley"])
+        log("lr_find: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr {lr:.2e}")
+    out = RecipeResult(lr=float(lr), lr_find=res)
+    es = EarlyStopping(monitor="valid_loss", patience=patience, restore_best_weights=True)
+    if pretrained:
+        log(f"head: fit_sgdr({head_cycles}, 1, lr_max={lr:.2e}, cycle_mult=2)")
+        learn.fit_sgdr(head_cycles, 1, lr_max=lr, cycle_mult=2, cbs=list(extra_cbs))
+        out.history += [{"phase": "head", **r} for r in learn.recorder.values]
+        learn.unfreeze()
+        log(f"all layers: fit_sgdr({cycles}, 1, lr_max=slice({lr / 100:.2e}, {lr / 10:.2e}), cycle_mult=2), early stopping")
+        learn.fit_sgdr(cycles, 1, lr_max=slice(lr / 100, lr / 10), cycle_mult=2, cbs=[es, *extra_cbs])
+    else:
+        log(f"random init, all layers: fit_sgdr({cycles}, 1, lr_max={lr:.2e}, cycle_mult=2), early stopping")
+        learn.fit_sgdr(cycles, 1, lr_max=lr, cycle_mult=2, cbs=[es, *extra_cbs])
+    out.history += [{"phase": "all", **r} for r in learn.recorder.values]
+    return out
