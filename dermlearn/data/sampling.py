@@ -155,8 +155,9 @@ class DynamicBalance(Callback):
         c = learn.pred.shape[1]
         y = learn.yb.argmax(1) if learn.yb.ndim == 2 else learn.yb
         hit = (learn.pred.argmax(1) == y).float()
-        total = torch.bincount(y, minlength=c).float()
-        correct = torch.bincount(y, weights=hit, minlength=c)
+        # scatter_add into fixed-size tensors: bincount would sync with the GPU to size its output
+        total = torch.zeros(c, device=y.device).scatter_add_(0, y, torch.ones_like(hit))
+        correct = torch.zeros(c, device=y.device).scatter_add_(0, y, hit)
         self._total = total if self._total is None else self._total + total
         self._correct = correct if self._correct is None else self._correct + correct
 
