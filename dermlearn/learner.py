@@ -314,6 +314,10 @@ class Learner:
 
     @property
     def n_groups(self) -> int:
+        """Number of layer groups (read from the optimizer once it exists: the splitter walks
+        every parameter, too slow for a per-batch call)."""
+        if self.opt is not None:
+            return max(pg.get("layer_group", 0) for pg in self.opt.param_groups) + 1
         return len(self.layer_groups())
 
     def create_opt(self) -> None:

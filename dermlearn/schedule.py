@@ -235,11 +235,16 @@ class ParamScheduler(Callback):
         super().__init__()
         self.scheds = dict(scheds)
 
+    def before_fit(self) -> None:
+        from .optim import set_hyper  # optim imports this module (even_mults)
+
+        self._set_hyper = set_hyper
+
     def before_batch(self) -> None:
         learn = self.learn
         pos = (learn.epoch * learn.n_iter + learn.iter) / (learn.n_epoch * learn.n_iter)
-        for name, sched in self.scheds.items():
-            learn.set_hyper(name, sched(pos))
+        for name, sched in self.scheds.items():  # a scalar or one value per layer group
+            self._set_hyper(learn.opt, name, sched(pos))
 
     def __repr__(self) -> str:
         return f"ParamScheduler({self.scheds})"
