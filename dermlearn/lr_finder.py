@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import torch
 
 from .callback import Callback, CancelFitException, CancelValidException
+from .checkpoint import capture_state, restore_state
 
 __all__ = ["LRFinder", "LRFindResult", "lr_find", "minimum", "slide", "steep", "valley"]
 
@@ -196,21 +194,6 @@ class LRFinder(Callback):
         raise CancelValidException()
 
 
-def _rng_state() -> dict[str, Any]:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict[str, Any]) -> None:
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st:
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 def lr_find(
     learn,
     start_lr: float = 1e-7,
@@ -237,30 +220,17 @@ def lr_find(
     """
     if learn.opt is None:
         learn.create_opt()
-    model_state = copy.deepcopy(learn.model.state_dict())
-    opt_state = copy.deepcopy(learn.opt.state_dict())
-    rng = _rng_state()
-    cb_states = [(cb, copy.deepcopy(cb.state_dict())) for cb in learn.cbs]
-    loaders = [dl for dl in (learn.dls.train, learn.dls.valid) if hasattr(dl, "state_dict")]
-    loader_states = [(dl, copy.deepcopy(dl.state_dict())) for dl in loaders]
-    samplers = [s for s in (getattr(dl, "sampler", None) for dl in loaders) if hasattr(s, "state_dict")]
-    sampler_states = [(s, copy.deepcopy(s.state_dict())) for s in samplers]
-    generators = [t.generator for t in learn.dls.train_tfms + learn.dls.batch_tfms if isinstance(getattr(t, "generator", None), torch.Generator)]
-    gen_states = [(g, g.get_state()) for g in generators]
+    # the same snapshot as a checkpoint (model, optimizer, callbacks, RNGs, loaders, augmentation),
+    # deep-copied: the sweep updates the optimizer's state tensors in place
+    state = copy.deepcopy(capture_state(learn))
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)
     n_epoch = math.ceil(num_it / max(len(learn.dls.train), 1))
     try:
         with learn.no_bar():
             learn.fit(n_epoch, cbs=[finder])
     finally:
-        learn.model.load_state_dict(model_state)
-        learn.opt.load_state_dict(opt_state)
+        restore_state(learn, state)
         learn.opt.zero_grad(set_to_none=True)
-        _set_rng_state(rng)
-        for obj, st in cb_states + loader_states + sampler_states:
-            obj.load_state_dict(st)
-        for g, st in gen_states:
-            g.set_state(st)
     lrs = np.asarray(finder.lrs, dtype=np.float64)
     losses = np.asarray(finder.smoothed, dtype=np.float64)
     result = LRFindResult(lrs, losses, stopped_early=finder.stopped_early)
