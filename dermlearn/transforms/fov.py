@@ -1,4 +1,4 @@
-"""Field of view: crop away a dermoscope's dark circular vignette, crop to the lesion (from a
+"""Field of view: crop away a dermoscope's dark vignette or pale rim, crop to the lesion (from a
 mask or an attribution map), and predict twice ("crop and re-predict").
 
 The study found field-of-view selection turned P[blister] 0.547 into 1.0: a small lesion in
@@ -7,8 +7,6 @@ a wide view leaves the network looking at skin, clothing or background.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import torch
@@ -16,44 +14,57 @@ from torch import Tensor
 from torchvision.ops import roi_align
 
 from ._common import check_images, like_input, luminance, to_unit
+from .circle import Circle, fit_circle
+from .rim import detect_rim
 
 __all__ = ["Circle", "crop_boxes", "detect_vignette", "roi_box", "two_pass_predict", "vignette_box"]
 
 
-@dataclass
-class Circle:
-    """A circle in pixel coordinates of the image it was detected on."""
+def detect_vignette(image: Tensor, method: str = "auto", work_size: int = 256, min_area: float = 0.03,
+                    max_residual: float = 0.03) -> Circle | None:  # fmt: skip
+    """Find the circular edge of a dermoscope's field of view, or None when there is none.
 
-    cx: float
-    cy: float
-    r: float
+    ``method='dark'`` finds a dark vignette (below); ``'rim'`` the edge of a pale rim that
+    does not darken the image (:func:`dermlearn.transforms.rim.detect_rim`: the chroma step
+    where the skin ends; about 0.2-0.4 s per image); ``'auto'`` (default) tries ``'dark'``
+    first and ``'rim'`` when it finds nothing. ``Circle.source`` says which one answered.
 
-
-def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares (Kasa) circle through points; works for partial arcs."""
-    a = np.stack([xs, ys, np.ones_like(xs)], 1)
-    b = xs**2 + ys**2
-    (c0, c1, c2), *_ = np.linalg.lstsq(a, b, rcond=None)
-    cx, cy = c0 / 2, c1 / 2
-    return float(cx), float(cy), float(np.sqrt(max(c2 + cx**2 + cy**2, 0.0)))
-
-
-def detect_vignette(image: Tensor, work_size: int = 256, min_area: float = 0.03, max_residual: float = 0.03) -> Circle | None:
-    """Find the dark circular border a dermoscope leaves, or None when there is none.
-
+    Dark vignettes:
     Otsu's threshold splits the luminance; the dark pixels connected to the image border
     are the vignette candidate (a dark lesion inside the field is not connected to it). A
     circle is fitted to the boundary between the candidate and the field. It is accepted
-    when the candidate covers at least ``min_area`` of the image, the boundary points lie
-    on the circle (mean distance under ``max_residual * r``), and at least 90% of the
-    candidate lies outside the circle.
+    when the candidate is dark (median luminance at most 0.25, and at most half the
+    field's), covers at least ``min_area`` of the image, the boundary points lie
+    on the circle (mean distance under ``max_residual * r``), at least 90% of the
+    candidate lies outside the circle, and the candidate fills at least 70% of the image
+    outside the circle (dark clothing in one corner does not).
 
     Args:
         image: One image ``(3, H, W)``, uint8 or float in [0, 1].
+        method: ``'auto'``, ``'dark'`` or ``'rim'``.
+        work_size: Longer side of the image the dark detector works on.
+        min_area: Smallest share of the image a dark vignette covers.
+        max_residual: Largest mean distance of the dark boundary from its circle, as a
+            fraction of the radius.
+
+    Returns:
+        A :class:`Circle` in ``image`` pixels, or None.
     """
+    if method not in ("auto", "dark", "rim"):
+        raise ValueError(f"method must be 'auto', 'dark' or 'rim', got {method!r}")
     if image.ndim != 3:
         raise ValueError(f"detect_vignette expects one image (3, H, W), got shape {tuple(image.shape)}")
     check_images(image[None], "detect_vignette")
+    if method == "rim":
+        return detect_rim(image)
+    found = _detect_dark(image, work_size, min_area, max_residual)
+    if found is None and method == "auto":
+        return detect_rim(image)
+    return found
+
+
+def _detect_dark(image: Tensor, work_size: int, min_area: float, max_residual: float) -> Circle | None:
+    """The dark-vignette detector of :func:`detect_vignette`."""
     h, w = image.shape[-2:]
     s = work_size / max(h, w)
     y = luminance(to_unit(image[None]).float())[0, 0]
@@ -66,6 +77,9 @@ def detect_vignette(image: Tensor, work_size: int = 256, min_area: float = 0.03,
     if cand.mean() < min_area:
         return None
     field_ = ~cand
+    dark_level = float(np.median(g[cand]))
+    if dark_level > 0.25 * 255 or dark_level > 0.5 * float(np.median(g[field_])):
+        return None  # a shadow, dark clothing or tanned skin, not a dermoscope's black border
     edge = field_ & (cv2.dilate(cand.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
     hh, ww = g.shape
     inner = np.zeros_like(edge)
@@ -73,13 +87,13 @@ def detect_vignette(image: Tensor, work_size: int = 256, min_area: float = 0.03,
     ys, xs = np.nonzero(edge & inner)
     if len(xs) < 20:
         return None
-    cx, cy, r = _fit_circle(xs.astype(np.float64) + 0.5, ys.astype(np.float64) + 0.5)
+    cx, cy, r = fit_circle(xs.astype(np.float64) + 0.5, ys.astype(np.float64) + 0.5)
     if r <= 0 or np.abs(np.hypot(xs + 0.5 - cx, ys + 0.5 - cy) - r).mean() > max_residual * r:
         return None
     yy, xx = np.mgrid[0:hh, 0:ww]
     outside = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) > r
-    if outside[cand].mean() < 0.9:
-        return None
+    if outside[cand].mean() < 0.9 or (cand & outside).sum() < 0.7 * outside.sum():
+        return None  # the dark region must lie outside the circle, and fill most of what lies outside
     return Circle(cx / s, cy / s, r / s)
 
 
