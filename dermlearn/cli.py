@@ -135,15 +135,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPERIMENTS = ("photometric", "mitigation", "architectures", "cifar-speedup", "analysis")
+
+
 def _experiment(args: argparse.Namespace) -> int:
+    import importlib
+
     import matplotlib
 
     matplotlib.use("Agg")
-    from .experiments import architectures, cifar_speedup, photometric
-
-    argv = ["--out", args.out or f"results/{args.name}", "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
-    modules = {"photometric": photometric, "architectures": architectures, "cifar-speedup": cifar_speedup}
-    return modules[args.name].main(argv)
+    module = importlib.import_module(f".experiments.{args.name.replace('-', '_')}", __package__)
+    rest = list(args.args)
+    if not any(a == "--out" or a.startswith("--out=") for a in rest):
+        rest += ["--out", f"results/{args.name}"]
+    return module.main(rest)
 
 
 def _check_arch(arch: str) -> None:
@@ -178,7 +183,7 @@ def _interpret(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from .export import load_learner
-    from .interpret import Interpretation
+    from .interpret import Interpretation, write_interpretation
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,26 +194,7 @@ def _interpret(args: argparse.Namespace) -> int:
     size = args.size or learn.meta.get("input_size") or 224
     dl = data.dls(bs=args.bs, size=size, augment=False, seed=args.seed, progress=False).valid
     interp = Interpretation.from_learner(learn, dl=dl)
-    _save(interp.plot_confusion_matrix(), out / "confusion.png")
-    _save(interp.plot_confusion_matrix(normalize=True), out / "confusion_normalized.png")
-    report = interp.classification_report()
-    report.to_csv(out / "report.csv")
-    pairs = interp.leading_pairs(args.min_count)
-    lines = ["| label 1 | label 2 | count |", "|---|---|---|"] + [f"| {a} | {b} | {n} |" for a, b, n in pairs]
-    (out / "leading_pairs.md").write_text("\n".join(lines) + "\n")
-    print(f"{len(dl.dataset)} validation images: accuracy {interp.accuracy:.4f}, balanced accuracy {interp.balanced_accuracy:.4f}")
-    print(report.round(3).to_string())
-    print(f"\nleading confused pairs (at least {args.min_count} errors):")
-    print("\n".join(lines) if pairs else "(none)")
-    for a, b, _ in pairs[: args.pairs]:
-        name = f"gallery_{a}_{b}.png".replace("/", "-").replace(" ", "_")
-        fig = interp.plot_pair_gallery(a, b, k=args.k, path=out / name)
-        if fig is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-            print(f"wrote {out / name}")
-    print(f"wrote {out / 'confusion.png'}, confusion_normalized.png, report.csv, leading_pairs.md")
+    write_interpretation(interp, out, args.min_count, args.pairs, args.k)
     return 0
 
 
@@ -355,15 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_predict)
 
     e = sub.add_parser("experiment", help="run one of the study's experiments and write its tables",
-                       description="Run an experiment on public data and write results.csv, results.md and "
-                       "config.json to --out. Available: photometric (PAD-UFES-20: degradations, corrections at test "
-                       "time and in training, lesion crop); architectures (the study's recipe on ResNet-34/50/101/152 and "
-                       "DenseNet-161, PAD-UFES-20); cifar-speedup (baseline vs speed-up recipe, time to a target accuracy, eta). "
-                       "Use --quick for a few-minute CPU run.")  # fmt: skip
-    e.add_argument("name", choices=["photometric", "architectures", "cifar-speedup"], help="the experiment")
-    e.add_argument("--quick", action="store_true", help="small size for a smoke test")
-    e.add_argument("--out", default=None, help="output folder (default: results/<name>)")
-    e.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+                       description="Run an experiment on public data and write config.json (settings, seed, data, "
+                       "commit, wall time), results.csv, results.md, history.csv (per epoch) and plots to --out "
+                       "(default: results/NAME). photometric: PAD-UFES-20 degraded by lighting, gamma and colour "
+                       "casts, corrections at test time and in training, lesion crop. mitigation: the ablation of "
+                       "balancing (none/static/dynamic/loss), lesion crop, gamma, illumination and colour correction, "
+                       "with the confused pairs that moved. architectures: the study's recipe on ResNet-34/50/101/152 "
+                       "and DenseNet-161. cifar-speedup: baseline vs speed-up recipe, time to a target accuracy, eta. "
+                       "analysis: confusion matrix, leading confused pairs and Grad-CAM/GBP galleries of a trained "
+                       "(--model) or freshly trained model. Every experiment takes --quick (a few minutes on 2 CPU "
+                       "cores), --seed and --out; 'dermlearn experiment NAME --help' lists its own options.")  # fmt: skip
+    e.add_argument("name", choices=EXPERIMENTS, help="the experiment: " + ", ".join(EXPERIMENTS))
+    e.add_argument("args", nargs=argparse.REMAINDER, help="the experiment's options, e.g. --quick --out DIR --seed 1")
     e.set_defaults(func=_experiment)
     return p
 

@@ -6,6 +6,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from dermlearn.cli import main
 
 
@@ -141,3 +144,66 @@ def test_architectures_and_cifar_speedup_experiments_quick(tmp_path, monkeypatch
     if c["baseline_time_s"].notna().item() and c["recipe_time_s"].notna().item():
         assert abs(c["eta"].item() - c["baseline_time_s"].item() / c["recipe_time_s"].item()) < 1e-9
     assert (tmp_path / "c" / "results.md").read_text().startswith("| architecture |")
+
+
+def _config(path):
+    import json
+
+    cfg = json.loads((path / "config.json").read_text())
+    for key in ("experiment", "seed", "data", "commit", "torch", "wall_s", "started"):
+        assert key in cfg, key
+    assert cfg["wall_s"] > 0 and (cfg["commit"] == "unknown" or len(cfg["commit"].split("+")[0]) == 40)
+    return cfg
+
+
+def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from dermlearn.experiments.mitigation import ARMS, moved_pairs, pair_counts
+
+    from .conftest import require_data
+
+    # the pair bookkeeping on a known matrix: errors a->b and b->a add up; moves are signed
+    cm = np.array([[5, 2, 0], [1, 4, 3], [0, 0, 6]])
+    assert pair_counts(cm, ["a", "b", "c"]) == {"a / b": 3, "a / c": 0, "b / c": 3}
+    assert moved_pairs({"a / b": 3, "b / c": 3}, {"a / b": 1, "b / c": 4}) == "a / b -2, b / c +1"
+    assert moved_pairs({"a / b": 3}, {"a / b": 3}) == "-"
+
+    require_data("pad-ufes-20", "labels.csv")
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "mit"
+    assert main(["experiment", "mitigation", "--quick", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["arm"]) == list(ARMS)
+    assert table["accuracy"].between(0, 1).all() and table["balanced accuracy"].between(0, 1).all()
+    pairs = pd.read_csv(out / "pairs.csv").set_index("arm")
+    assert (pairs.sum(axis=1).astype(int) == table.set_index("arm")["errors"]).all()  # every error is in one pair
+    assert _config(out)["n_valid"] == 114
+    hist = pd.read_csv(out / "history.csv")
+    assert set(hist["arm"]) == set(ARMS) and len(hist) == 3 * len(ARMS)  # 3 epochs per arm
+    assert (out / "results.png").stat().st_size > 5000
+    assert "| arm | accuracy |" in capsys.readouterr().out
+
+
+def test_analysis_experiment_trains_then_reuses_the_model(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path)
+    first = tmp_path / "a1"
+    assert main(["experiment", "analysis", "--quick", "--data", str(imgs), "--size", "32", "--min-count", "1",
+                 "--out", str(first)]) == 0  # fmt: skip
+    for f in ("confusion.png", "confusion_normalized.png", "report.csv", "leading_pairs.md", "results.md", "history.csv", "model.pth"):
+        assert (first / f).is_file(), f
+    cfg = _config(first)
+    pairs = pd.read_csv(first / "results.csv")
+    assert list(pairs.columns) == ["label 1", "label 2", "count"] and (pairs["count"] >= 1).all()
+    assert len(list(first.glob("gallery_*.png"))) == min(3, len(pairs))
+    capsys.readouterr()
+    second = tmp_path / "a2"
+    assert main(["experiment", "analysis", "--data", str(imgs), "--model", str(first / "model.pth"), "--min-count", "1",
+                 "--out", str(second)]) == 0  # fmt: skip
+    assert _config(second)["accuracy"] == pytest.approx(cfg["accuracy"])  # the same model on the same split
+    assert not (second / "model.pth").exists() and not (second / "history.csv").exists()
+    assert main(["experiment", "analysis", "--data", str(tmp_path / "nope"), "--out", str(second)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

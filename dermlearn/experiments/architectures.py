@@ -9,9 +9,7 @@ folder / CSV. Reports top-1 accuracy, balanced accuracy and training time per ar
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -22,12 +20,14 @@ from ..losses import BCEWithLogitsOneHot
 from ..metrics import accuracy, balanced_accuracy
 from ..models import create_model
 from ..recipes import study_recipe
+from .plots import plot_bars
+from .record import Record
 
 STUDY_ARCHS = ("resnet34", "resnet50", "resnet101", "resnet152", "densenet161")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="dermlearn experiment architectures", description=__doc__.split("\n\n")[0])
     add_data_args(ap)
     ap.set_defaults(data="pad-ufes-20")
     for action in ap._actions:
@@ -44,11 +44,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.cycles, args.head_cycles = 64, 2, 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    rec = Record("architectures", args.out, args)
     data = data_from_args(args)
     print(data)
-    rows, history, t_all = [], [], time.perf_counter()
+    rows = []
     for arch in args.archs:
         dls = data.dls(bs=args.bs, size=args.size, seed=args.seed, progress=False)
         torch.manual_seed(args.seed)
@@ -61,17 +60,12 @@ def main(argv=None) -> int:
         final = learn.validate()
         rows.append({"architecture": arch, "top1": final["accuracy"], "balanced_accuracy": final["balanced_accuracy"],
                      "epochs": len(res.history), "lr": res.lr, "time_s": round(secs, 1)})  # fmt: skip
-        history += [{"architecture": arch, **h} for h in res.history]
+        rec.add_history(res.history, architecture=arch)
         print(f"[{arch}] top-1 {final['accuracy']:.3f}, balanced {final['balanced_accuracy']:.3f}, {secs:.0f}s")
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
-    md = ["| architecture | top-1 | balanced accuracy | epochs | lr | time (s) |", "|---|---|---|---|---|---|"]
-    md += [f"| {r.architecture} | {r.top1:.3f} | {r.balanced_accuracy:.3f} | {r.epochs} | {r.lr:.2e} | {r.time_s:.0f} |" for r in table.itertuples()]
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    config = {**vars(args), "data": repr(data), "torch": torch.__version__, "wall_s": round(time.perf_counter() - t_all, 1)}
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    print("\n".join(md))
+    rec.save_figure(plot_bars(table, "architecture", ["top1", "balanced_accuracy"], "the study's recipe per architecture"), "results.png")
+    md = rec.finish(table, formats={"top1": ".3f", "balanced_accuracy": ".3f", "lr": ".2e", "time_s": ".0f"}, extra={"data": repr(data)})
+    print(md)
     return 0
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -31,6 +29,7 @@ from ..losses import BCEWithLogitsOneHot
 from ..lr_finder import minimum, valley
 from ..metrics import accuracy
 from ..models import create_model
+from .record import Record
 
 
 class StopAtTarget(Callback):
@@ -45,6 +44,7 @@ class StopAtTarget(Callback):
         self.reached_s: float | None = None
 
     def after_epoch(self) -> None:
+        self.learn.recorder.values[-1]["elapsed_s"] = round(time.perf_counter() - self.t0, 2)
         if self.learn.recorder.values[-1].get("accuracy", 0.0) >= self.target:
             self.reached_s = time.perf_counter() - self.t0
             raise CancelFitException()
@@ -63,7 +63,7 @@ def subset(per_class_train: int, per_class_valid: int, seed: int) -> DermData:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="dermlearn experiment cifar-speedup", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="300 + 60 images per class, target 0.45, at most 7 epochs")
     ap.add_argument("--archs", nargs="+", default=["resnet34", "resnet50", "resnet101", "resnet152", "densenet161"])
     ap.add_argument("--per-class", type=int, default=5000, help="training images per class")
@@ -80,8 +80,7 @@ def main(argv=None) -> int:
         args.per_class, args.valid_per_class, args.target, args.max_epochs = 300, 60, 0.45, 7
         if args.archs == ap.get_default("archs"):
             args.archs = ["resnet18"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    rec = Record("cifar-speedup", args.out, args)
     data = subset(args.per_class, args.valid_per_class, args.seed)
     print(data)
     cycles = int(math.log2(args.max_epochs + 1))  # 1 + 2 + ... + 2**(cycles-1) <= max_epochs
@@ -102,6 +101,7 @@ def main(argv=None) -> int:
                 lr = max(res.suggestions["valley"], res.suggestions["minimum"])
                 learn.fit_sgdr(cycles, 1, lr_max=slice(lr / 10, lr), cycle_mult=2, cbs=[stop])
             acc = learn.recorder.values[-1]["accuracy"]
+            rec.add_history(learn.recorder.values, architecture=arch, arm=arm)
             result[arm] = (acc, stop.reached_s, len(learn.recorder.values), lr)
             reached = f"reached in {stop.reached_s:.0f}s" if stop.reached_s else "not reached"
             print(f"[{arch}] {arm}: accuracy {acc:.3f}, target {reached}")
@@ -110,19 +110,26 @@ def main(argv=None) -> int:
         rows.append({"architecture": arch, "baseline_acc": ba, "baseline_time_s": bt, "baseline_epochs": be,
                      "recipe_acc": ra, "recipe_time_s": rt, "recipe_epochs": re, "recipe_lr": rlr, "eta": eta})  # fmt: skip
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
-
-    def t(v):
-        return "not reached" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f}"
-
-    md = [f"| architecture | baseline acc. | baseline time to {args.target:.0%} (s) | recipe acc. | recipe time to {args.target:.0%} (s) | eta |",
-          "|---|---|---|---|---|---|"]  # fmt: skip
-    md += [f"| {r.architecture} | {r.baseline_acc:.3f} | {t(r.baseline_time_s)} | {r.recipe_acc:.3f} | {t(r.recipe_time_s)} | "
-           f"{'n/a' if math.isnan(r.eta) else f'{r.eta:.2f}'} |" for r in table.itertuples()]  # fmt: skip
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    (out / "config.json").write_text(json.dumps({**vars(args), "data": repr(data), "torch": torch.__version__}, indent=2))
-    print("\n".join(md))
+    rec.save_figure(plot_curves(pd.DataFrame(rec.history), args.target), "accuracy.png")
+    md = rec.finish(table, formats={"baseline_acc": ".3f", "recipe_acc": ".3f", "baseline_time_s": ".0f", "recipe_time_s": ".0f",
+                                    "recipe_lr": ".2e", "eta": ".2f"}, extra={"data": repr(data)})  # fmt: skip
+    print(md)
     return 0
+
+
+def plot_curves(history: pd.DataFrame, target: float):
+    """Validation accuracy against wall time, per architecture and arm, with the target."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (arch, arm), h in history.groupby(["architecture", "arm"], sort=False):
+        ax.plot(h["elapsed_s"], h["accuracy"], marker="o", ls="-" if arm == "recipe" else "--", label=f"{arch} {arm}")
+    ax.axhline(target, color="grey", lw=0.8)
+    ax.set_xlabel("wall time (s)")
+    ax.set_ylabel("validation accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title("CIFAR-10: baseline vs speed-up recipe")
+    return fig
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ Prints and writes a table (CSV and Markdown) with accuracy and balanced accuracy
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -43,6 +40,8 @@ from ..transforms import (
     ShadesOfGray,
 )
 from ..transforms.fov import crop_boxes, roi_box
+from .plots import plot_bars
+from .record import Record
 
 
 def degrade(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -84,7 +83,7 @@ def train(data: DermData, args, tfms=()) -> Learner:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="dermlearn experiment photometric", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small size for a smoke test (simple_cnn, 64 px, 3 epochs)")
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--size", type=int, default=96)
@@ -96,15 +95,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.arch, args.size, args.epochs = "simple_cnn", 64, 3
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    rec = Record("photometric", args.out, args)
     data = DermData.pad_ufes_20(seed=args.seed)
     presize = max(args.size, round(1.25 * args.size))
     corrections = {"illumination": [CorrectIllumination()], "auto gamma": [AutoGamma()], "shades of gray": [ShadesOfGray()]}
     all3 = [CorrectIllumination(), AutoGamma(), ShadesOfGray()]
 
     a = train(data, args)
+    rec.add_history(a.recorder.values, model="A")
     va = a.dls.valid.dataset
     clean, labels = va.images, va.labels
     bad = degrade(clean, seed=args.seed + 100)
@@ -116,25 +114,24 @@ def main(argv=None) -> int:
     rows.append(("A: trained as is", "clean", "all three at test", evaluate(a, clean, labels, all3, args.size)))
 
     b = train(data, args, tfms=all3)
+    rec.add_history(b.recorder.values, model="B")
     rows.append(("B: all three in training", "clean", "all three", evaluate(b, clean, labels, all3, args.size)))
     rows.append(("B: all three in training", "degraded", "all three", evaluate(b, bad, labels, all3, args.size)))
 
     crops = lesion_crops(data, presize)
     c = train(data.with_images(presize, crops), args)
+    rec.add_history(c.recorder.values, model="C")
     vc = c.dls.valid.dataset
     rows.append(("C: lesion crop (FoV)", "clean, cropped", "none", evaluate(c, vc.images, vc.labels, [], args.size)))
 
     table = pd.DataFrame([{"model": m, "validation images": v, "correction": k, **r} for m, v, k, r in rows])
-    table.to_csv(out / "results.csv", index=False)
-    md = ["| model | validation images | correction | accuracy | balanced accuracy |", "|---|---|---|---|---|"]
-    md += [f"| {r.model} | {r['validation images']} | {r.correction} | {r.accuracy:.3f} | {r.balanced_accuracy:.3f} |" for _, r in table.iterrows()]
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    config = {**vars(args), "data": repr(data), "n_valid": int(len(labels)), "wall_s": round(time.perf_counter() - t0, 1),
-              "torch": torch.__version__}  # fmt: skip
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    print("\n".join(md))
-    print(f"\n{len(labels)} validation photos, {args.arch} at {args.size}px, {args.epochs} epochs, seed {args.seed}; "
-          f"{config['wall_s']}s; wrote {out}/results.csv, results.md, config.json")  # fmt: skip
+    table = table.rename(columns={"balanced_accuracy": "balanced accuracy"})
+    shown = table.assign(arm=table["model"].str[:2] + " " + table["validation images"] + ", " + table["correction"])
+    rec.save_figure(plot_bars(shown, "arm", ["accuracy", "balanced accuracy"], "photometric corrections (PAD-UFES-20)"), "results.png")
+    md = rec.finish(table, formats={"accuracy": ".3f", "balanced accuracy": ".3f"}, extra={"data": repr(data), "n_valid": int(len(labels))})
+    print(md)
+    print(f"{len(labels)} validation photos, {args.arch} at {args.size}px, {args.epochs} epochs, seed {args.seed}; "
+          f"wrote {rec.out}/results.csv, results.md, history.csv, results.png, config.json")  # fmt: skip
     return 0
 
 

@@ -7,6 +7,7 @@ from .gradcam import GradCAM, GuidedGradCAM, default_cam_layer
 from .guard import ModelGuard
 from .guided_backprop import GuidedBackprop, GuideReLUs
 from .interpretation import Interpretation, gbp_image
+from .report import write_interpretation
 from .targets import logit_diff
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "logit_diff",
     "most_confused",
     "normalize_maps",
+    "write_interpretation",
 ]

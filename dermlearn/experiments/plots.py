@@ -1,0 +1,33 @@
+"""The experiments' result plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_bars"]
+
+
+def plot_bars(table: pd.DataFrame, label_col: str, value_cols: Sequence[str], title: str, baseline: bool = False,
+              xlim: tuple[float, float] = (0.0, 1.0)):  # fmt: skip
+    """Horizontal bars of ``value_cols`` (scores in ``xlim``) for each row, labelled by
+    ``label_col``; with ``baseline``, the first row's values as dashed lines. Returns the
+    Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) * max(1, len(value_cols) / 2) + 1.2))
+    y = np.arange(len(table))
+    h = 0.8 / len(value_cols)
+    for i, col in enumerate(value_cols):
+        ax.barh(y - 0.4 + h * (i + 0.5), table[col], height=h, label=col, color=f"C{i}")
+        if baseline:
+            ax.axvline(table[col].iloc[0], color=f"C{i}", lw=0.8, ls="--")
+    ax.set_yticks(y, [str(v) for v in table[label_col]])
+    ax.invert_yaxis()
+    ax.set_xlim(*xlim)
+    ax.set_xlabel("validation score")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title + (" (dashed: first row)" if baseline else ""))
+    return fig

@@ -1,0 +1,102 @@
+"""What every experiment writes: the resolved config (with seed, data, commit, versions and
+wall time), the per-epoch history, the results table as CSV and Markdown, and plots."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["Record", "git_commit", "markdown_table"]
+
+
+def git_commit() -> str:
+    """The commit of the dermlearn checkout this runs from (``+dirty`` when it has local
+    changes), or ``'unknown'`` outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def markdown_table(table: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
+    """``table`` as a Markdown table; ``formats`` maps a column to a format spec (``'.3f'``).
+    Missing values print as ``n/a``."""
+    formats = formats or {}
+
+    def cell(col: str, v: Any) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "n/a"
+        return format(v, formats[col]) if col in formats else str(v)
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(table.columns, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+class Record:
+    """Collects and writes one experiment's outputs to ``out``.
+
+    Example::
+
+        rec = Record("mitigation", out, args)      # args: argparse.Namespace or dict
+        rec.add_history(arm="none", rows=learn.recorder.values)
+        rec.finish(table, formats={"accuracy": ".3f"}, extra={"n_valid": 114})
+    """
+
+    def __init__(self, name: str, out: str | Path, settings: Any) -> None:
+        self.name, self.out = name, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.settings = dict(vars(settings)) if hasattr(settings, "__dict__") else dict(settings)
+        self.t0 = time.perf_counter()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.history: list[dict[str, Any]] = []
+
+    def add_history(self, rows: Sequence[dict[str, Any]], **tags: Any) -> None:
+        """Per-epoch rows (e.g. ``learn.recorder.values``), tagged with the arm they belong to."""
+        self.history += [{**tags, **r} for r in rows]
+
+    def save_figure(self, fig, name: str) -> Path:
+        """Write a matplotlib figure as ``out/name`` (PNG) and close it."""
+        import matplotlib.pyplot as plt
+
+        path = self.out / name
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+    def finish(self, table: pd.DataFrame, formats: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> str:
+        """Write ``results.csv``, ``results.md``, ``history.csv`` (when there is one) and
+        ``config.json``; returns the Markdown table."""
+        import torch
+
+        table.to_csv(self.out / "results.csv", index=False)
+        md = markdown_table(table, formats)
+        (self.out / "results.md").write_text(md)
+        if self.history:
+            pd.DataFrame(self.history).to_csv(self.out / "history.csv", index=False)
+        config = {
+            "experiment": self.name,
+            **self.settings,
+            **(extra or {}),
+            "commit": git_commit(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "started": self.started,
+            "wall_s": round(time.perf_counter() - self.t0, 1),
+        }
+        (self.out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        return md
