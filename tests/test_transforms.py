@@ -89,7 +89,7 @@ def test_auto_gamma_brings_skin_luminance_to_target(pad_images):
     assert all(abs(float(got[i][~masks[i]].mean()) - 0.55) < 0.03 for i in range(4))
     r = RandomGamma((0.8, 1.25), p=1.0, seed=3)
     gs = r.sample(4)
-    assert ((gs >= 0.8) & (gs <= 1.25)).all() and torch.equal(r.apply(x, gs), adjust_gamma(x, gs))
+    assert ((gs >= 0.8) & (gs <= 1.25)).all() and torch.equal(r.apply_params(x, gs), adjust_gamma(x, gs))
 
 
 # ---------------------------------------------------------------------------- illumination
@@ -143,7 +143,7 @@ def test_batched_equals_per_image_and_uint8_path(pad_images):
     assert torch.equal(CorrectIllumination()(x), correct_illumination(x)) and torch.equal(ShadesOfGray()(x), shades_of_gray(x))
     ri = RandomIllumination(p=1.0, seed=0)
     params = ri.sample(3)
-    assert torch.equal(ri.apply(x, params), ri.apply(x, params)) and (ri.apply(x, params).float().mean() < x.float().mean())
+    assert torch.equal(ri.apply_params(x, params), ri.apply_params(x, params)) and (ri.apply_params(x, params).float().mean() < x.float().mean())
 
 
 # ---------------------------------------------------------------------------- colour constancy
@@ -313,3 +313,13 @@ def test_degradation_is_seeded():
 
     x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     assert torch.equal(degrade(x, 1), degrade(x, 1)) and not torch.equal(degrade(x, 1), degrade(x, 2))
+
+
+def test_random_transforms_keep_module_apply():
+    """``nn.Module.apply(fn)`` recurses into children; the random transforms must not shadow it."""
+    from dermlearn.data.augment import BatchAugment
+
+    seq = torch.nn.Sequential(RandomGamma(seed=0), RandomIllumination(seed=0), RandomColourCast(seed=0), BatchAugment(8, seed=0))
+    seen = []
+    assert seq.apply(seen.append) is seq
+    assert len(seen) == 5  # the four transforms and the Sequential

@@ -157,7 +157,7 @@ class BatchAugment(nn.Module):
         saturation = torch.where(light, torch.exp(u(math.log(1 - lv), -math.log(1 - lv))), 1.0)
         return AugmentParams(m.float(), brightness.float(), contrast.float(), saturation.float())
 
-    def apply(self, x: Tensor, p: AugmentParams) -> Tensor:
+    def apply_params(self, x: Tensor, p: AugmentParams) -> Tensor:
         """Apply given parameters to ``x`` (uint8 or float ``(B, 3, H, W)``): float
         ``(B, 3, S, S)``, in [0, 1] or normalised when ``mean``/``std`` were given.
 
@@ -216,7 +216,7 @@ class BatchAugment(nn.Module):
         return buf
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.apply(x, self.sample(x.shape[0]))
+        return self.apply_params(x, self.sample(x.shape[0]))
 
     def reset(self, seed: int | None = None) -> None:
         """Restart the parameter stream (from ``seed``, default the constructor's)."""

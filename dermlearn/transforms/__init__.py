@@ -1,7 +1,8 @@
 """Mitigation transforms for user-submitted skin photos: gamma, illumination, colour
 constancy, field of view, hair. Each batched operation has a pure function on
 ``(B, 3, H, W)`` uint8 or float [0, 1] tensors, a deterministic module, and (where it makes
-sense) a random variant whose ``sample``/``apply`` replay parameters."""
+sense) a random variant whose ``sample``/``apply_params`` replay parameters
+(``apply`` stays ``torch.nn.Module.apply``)."""
 
 from .colour import RandomColourCast, ShadesOfGray, estimate_illuminant, shades_of_gray
 from .fov import Circle, crop_boxes, detect_vignette, roi_box, two_pass_predict, vignette_box

@@ -78,11 +78,12 @@ class RandomColourCast(nn.Module):
         on = torch.rand(b, generator=self.generator) < self.p
         return torch.where(on[:, None], c, torch.ones_like(c))
 
-    def apply(self, x: Tensor, casts: Tensor) -> Tensor:
+    def apply_params(self, x: Tensor, casts: Tensor) -> Tensor:
+        """Apply casts sampled by :meth:`sample` to ``x`` (replays them exactly)."""
         check_images(x, "RandomColourCast")
         return like_input((to_unit(x).float() * casts.to(x.device)[:, :, None, None]).clamp(0, 1), x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.apply(x, self.sample(x.shape[0]))
+        return self.apply_params(x, self.sample(x.shape[0]))
 
 

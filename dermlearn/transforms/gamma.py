@@ -123,8 +123,9 @@ class RandomGamma(nn.Module):
         on = torch.rand(b, generator=self.generator) < self.p
         return torch.where(on, g, torch.ones_like(g)).float()
 
-    def apply(self, x: Tensor, gammas: Tensor) -> Tensor:
+    def apply_params(self, x: Tensor, gammas: Tensor) -> Tensor:
+        """Apply gammas ``(B,)`` sampled by :meth:`sample` to ``x`` (replays them exactly)."""
         return adjust_gamma(x, gammas.to(x.device))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.apply(x, self.sample(x.shape[0]))
+        return self.apply_params(x, self.sample(x.shape[0]))

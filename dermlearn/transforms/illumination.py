@@ -117,11 +117,12 @@ class RandomIllumination(nn.Module):
         on = torch.rand(b, generator=self.generator) < self.p
         return torch.where(on, low, torch.ones_like(low)), angle
 
-    def apply(self, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+    def apply_params(self, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        """Apply ramps sampled by :meth:`sample` to ``x`` (replays them exactly)."""
         check_images(x, "RandomIllumination")
         low, angle = (p.to(x.device) for p in params)
         field_ = illumination_ramp(x.shape[0], x.shape[2], x.shape[3], low, angle, x.device)
         return like_input(to_unit(x).float() * field_, x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.apply(x, self.sample(x.shape[0]))
+        return self.apply_params(x, self.sample(x.shape[0]))
