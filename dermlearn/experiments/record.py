@@ -62,6 +62,7 @@ class Record:
         self.settings = dict(vars(settings)) if hasattr(settings, "__dict__") else dict(settings)
         self.t0 = time.perf_counter()
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.commit = git_commit()  # the code that runs is the code at the start
         self.history: list[dict[str, Any]] = []
 
     def add_history(self, rows: Sequence[dict[str, Any]], **tags: Any) -> None:
@@ -91,7 +92,7 @@ class Record:
             "experiment": self.name,
             **self.settings,
             **(extra or {}),
-            "commit": git_commit(),
+            "commit": self.commit,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "device": "cuda" if torch.cuda.is_available() else "cpu",
