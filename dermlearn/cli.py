@@ -200,10 +200,13 @@ def _interpret(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     import csv
+    import io
 
     from .data.decode import UnreadableImage, load_image, presize_image
     from .data.sources import IMAGE_EXTENSIONS
     from .export import load_learner
+    from .io import atomic_write_text
+    from .transforms import two_pass_predict
 
     learn = load_learner(args.model)
     size = learn.meta.get("input_size") or 224
@@ -229,17 +232,27 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"{f}: error: {e.reason}", file=sys.stderr)
             failed += 1
             continue
-        label, idx, probs = learn.predict(item)
+        extra: dict[str, str] = {}
+        if args.two_pass:
+            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass)
+            idx = int(probs.argmax())
+            label, full = classes[idx], classes[int(first.argmax())]
+            extra = {"full_view": full, "crop_box": " ".join(map(str, box))}
+            note = f"  [two-pass {args.two_pass}: full view {full} {float(first.max()):.3f}, crop {box}]"
+        else:
+            label, idx, probs = learn.predict(item)
+            note = ""
         top = probs.topk(min(args.top, len(classes)))
-        print(f"{f}: {label} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")")
-        rows.append({"image": str(f), "prediction": label, **{c: float(p) for c, p in zip(classes, probs)}})
+        print(f"{f}: {label} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")" + note)
+        rows.append({"image": str(f), "prediction": label, **extra, **{c: float(p) for c, p in zip(classes, probs)}})
         if heat:
             _heatmap(learn, item, heat / (f.stem + "_gradcam.png"), label, float(probs[idx]))
     if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["image"])
-            w.writeheader()
-            w.writerows(rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["image"])
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(buf.getvalue(), args.csv)
     return 1 if failed and not rows else (3 if failed else 0)
 
 
@@ -338,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top", type=int, default=3, help="probabilities to print per image (default: %(default)s)")
     r.add_argument("--csv", help="write image, prediction and every class probability to this CSV")
     r.add_argument("--heatmaps", help="folder for a Grad-CAM heatmap PNG per image")
+    r.add_argument("--two-pass", choices=["average", "replace"],
+                   help="field of view: crop to where Grad-CAM of the top class is >= half its maximum, predict the crop, and "
+                   "average its probabilities with the full view's or replace them (the CSV gets full_view and crop_box)")  # fmt: skip
     r.set_defaults(func=_predict)
 
     e = sub.add_parser("experiment", help="run one of the study's experiments and write its tables",

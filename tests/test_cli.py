@@ -76,6 +76,17 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert abs(table[["macula", "tumor", "ulcer"]].sum(1) - 1).max() < 1e-5
     assert main(["predict", "--model", str(out / "model.pth"), files[0], str(tmp_path / "bad.png")]) == 3
     assert "bad.png: error" in capsys.readouterr().err
+    # field of view, two passes: the full view's and the crop's probabilities averaged
+    csv2 = tmp_path / "p2.csv"
+    assert main(["predict", "--model", str(out / "model.pth"), *files, "--two-pass", "average", "--csv", str(csv2)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("[two-pass average: full view" in line for line in lines)
+    two = pd.read_csv(csv2)
+    assert list(two.columns) == ["image", "prediction", "full_view", "crop_box", "macula", "tumor", "ulcer"]
+    assert abs(two[["macula", "tumor", "ulcer"]].sum(1) - 1).max() < 1e-5
+    boxes = [list(map(int, b.split())) for b in two["crop_box"]]
+    assert all(0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32 for x0, y0, x1, y1 in boxes)
+    assert not (two[["macula", "tumor", "ulcer"]].values == table[["macula", "tumor", "ulcer"]].values).all()
 
 
 def test_train_from_local_pretrained_weights_freezes_first(tmp_path, monkeypatch, capsys):
