@@ -10,10 +10,12 @@ __all__ = ["add_data_args", "data_from_args"]
 KNOWN = ("pad-ufes-20", "dermamnist", "cifar10")
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The data options; ``--data`` is required unless a ``default`` is given."""
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=True,
-                   help="a folder with one subfolder per class, a CSV file, or one of: " + ", ".join(KNOWN) + " (from $DERMLEARN_DATA)")  # fmt: skip
+    g.add_argument("--data", required=default is None, default=default,
+                   help="a folder with one subfolder per class, a CSV file, or one of: " + ", ".join(KNOWN)
+                   + " (from $DERMLEARN_DATA)" + (f" (default: {default})" if default else ""))  # fmt: skip
     g.add_argument("--image-col", default="image", help="CSV column of image paths (default: %(default)s)")
     g.add_argument("--label-col", default="label", help="CSV column of class names (default: %(default)s)")
     g.add_argument("--label-cols", nargs="+", help="CSV columns with one 0/1 column per class (ISIC style) instead of --label-col")

@@ -29,11 +29,7 @@ from .record import Record
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment analysis", description=__doc__.split("\n\n")[0])
-    add_data_args(ap)
-    ap.set_defaults(data="pad-ufes-20")
-    for action in ap._actions:
-        if action.dest == "data":
-            action.required = False
+    add_data_args(ap, default="pad-ufes-20")
     ap.add_argument("--model", help="an exported model to analyse (default: train one with the study's recipe)")
     ap.add_argument("--arch", default="resnet34", help="architecture when training (default: %(default)s)")
     ap.add_argument("--size", type=int, default=128, help="input side (default: %(default)s, or the model's)")
@@ -43,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=3, help="galleries for this many leading pairs (default: %(default)s)")
     ap.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="simple_cnn at 64 px, 2 SGDR cycles, pairs with at least 2 errors")
-    ap.add_argument("--out", default="results/analysis")
+    ap.add_argument("--out", default="results/analysis", help="output folder (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.quick:
         args.arch, args.size, args.cycles, args.min_count = "simple_cnn", 64, 2, min(args.min_count, 2)

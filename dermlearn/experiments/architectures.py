@@ -28,11 +28,7 @@ STUDY_ARCHS = ("resnet34", "resnet50", "resnet101", "resnet152", "densenet161")
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment architectures", description=__doc__.split("\n\n")[0])
-    add_data_args(ap)
-    ap.set_defaults(data="pad-ufes-20")
-    for action in ap._actions:
-        if action.dest == "data":
-            action.required = False
+    add_data_args(ap, default="pad-ufes-20")
     ap.add_argument("--archs", nargs="+", default=list(STUDY_ARCHS))
     ap.add_argument("--pretrained", action="store_true", help="ImageNet weights (needs the network or the hub cache)")
     ap.add_argument("--size", type=int, default=128)
@@ -40,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cycles", type=int, default=3, help="SGDR cycles for all layers (1, 2, 4, ... epochs)")
     ap.add_argument("--head-cycles", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="64 px, 2 SGDR cycles, a 30-iteration LR test")
-    ap.add_argument("--out", default="results/architectures")
+    ap.add_argument("--out", default="results/architectures", help="output folder (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.cycles, args.head_cycles = 64, 2, 1

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--bs", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="results/cifar_speedup")
+    ap.add_argument("--out", default="results/cifar_speedup", help="output folder (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.quick:
         args.per_class, args.valid_per_class, args.target, args.max_epochs = 300, 60, 0.45, 7

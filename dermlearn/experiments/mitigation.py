@@ -27,6 +27,7 @@ from ..losses import CrossEntropy
 from ..metrics import accuracy, balanced_accuracy, confusion_matrix
 from ..models import create_model
 from ..transforms import AutoGamma, CorrectIllumination, ShadesOfGray
+from .options import add_fit_args, apply_quick
 from .photometric import lesion_crops
 from .plots import plot_bars
 from .record import Record
@@ -72,19 +73,11 @@ def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment mitigation", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small size for a smoke test (simple_cnn, 64 px, 3 epochs)")
-    ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--size", type=int, default=96)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    add_fit_args(ap)
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                     help="arms to run (default: all): " + "; ".join(ARMS))  # fmt: skip
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="results/mitigation")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.arch, args.size, args.epochs = "simple_cnn", 64, 3
+    ap.add_argument("--out", default="results/mitigation", help="output folder (default: %(default)s)")
+    args = apply_quick(ap.parse_args(argv))
     arms = ["baseline (none)"] + [a for a in args.arms if a != "baseline (none)"]
     rec = Record("mitigation", args.out, args)
     data = DermData.pad_ufes_20(seed=args.seed)

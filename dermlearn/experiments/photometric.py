@@ -40,6 +40,7 @@ from ..transforms import (
     ShadesOfGray,
 )
 from ..transforms.fov import crop_boxes, roi_box
+from .options import add_fit_args, apply_quick
 from .plots import plot_bars
 from .record import Record
 
@@ -84,17 +85,9 @@ def train(data: DermData, args, tfms=()) -> Learner:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment photometric", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small size for a smoke test (simple_cnn, 64 px, 3 epochs)")
-    ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--size", type=int, default=96)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="results/photometric")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.arch, args.size, args.epochs = "simple_cnn", 64, 3
+    add_fit_args(ap)
+    ap.add_argument("--out", default="results/photometric", help="output folder (default: %(default)s)")
+    args = apply_quick(ap.parse_args(argv))
     rec = Record("photometric", args.out, args)
     data = DermData.pad_ufes_20(seed=args.seed)
     presize = max(args.size, round(1.25 * args.size))

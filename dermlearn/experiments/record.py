@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..io import atomic_write_text
+
 __all__ = ["Record", "git_commit", "markdown_table"]
 
 
@@ -47,7 +49,8 @@ def markdown_table(table: pd.DataFrame, formats: dict[str, str] | None = None) -
 
 
 class Record:
-    """Collects and writes one experiment's outputs to ``out``.
+    """Collects and writes one experiment's outputs to ``out`` (each file atomically: a
+    reader never sees half a table).
 
     Example::
 
@@ -83,11 +86,11 @@ class Record:
         ``config.json``; returns the Markdown table."""
         import torch
 
-        table.to_csv(self.out / "results.csv", index=False)
+        atomic_write_text(table.to_csv(index=False), self.out / "results.csv")
         md = markdown_table(table, formats)
-        (self.out / "results.md").write_text(md)
+        atomic_write_text(md, self.out / "results.md")
         if self.history:
-            pd.DataFrame(self.history).to_csv(self.out / "history.csv", index=False)
+            atomic_write_text(pd.DataFrame(self.history).to_csv(index=False), self.out / "history.csv")
         config = {
             "experiment": self.name,
             **self.settings,
@@ -99,5 +102,5 @@ class Record:
             "started": self.started,
             "wall_s": round(time.perf_counter() - self.t0, 1),
         }
-        (self.out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        atomic_write_text(json.dumps(config, indent=2, default=str) + "\n", self.out / "config.json")
         return md
