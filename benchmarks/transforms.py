@@ -58,7 +58,8 @@ def main() -> None:
         "correct_illumination": (correct_illumination, True),
         "shades_of_gray (p=6)": (shades_of_gray, True),
         "roi crop from mask + resize": (lambda x: crop_boxes(x, [roi_box(m) for m in masks[: len(x)]], 224), True),
-        "detect_vignette": (lambda x: [detect_vignette(i) for i in x], False),
+        "detect_vignette dark": (lambda x: [detect_vignette(i, method="dark") for i in x], False),
+        "detect_vignette auto": (lambda x: [detect_vignette(i) for i in x], False),
         "remove_hair (OpenCV)": (lambda x: [remove_hair(i) for i in x], False),
     }
     print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, PAD-UFES-20 300x300 images")
@@ -68,6 +69,11 @@ def main() -> None:
         x = batch if batched else imgs
         rate = len(x) / timed(lambda f=f, x=x: f(x), max(1, args.repeats // 2))
         print(f"{name:<30} {single:>26.2f} {rate:>24.0f}" + ("" if batched else "  (image by image, CPU)"))
+    isic = data_root() / "isic-dermoscopy" / "ISIC_0012221.jpg"
+    if isic.exists():  # a pale dermoscope rim at full resolution: the rim path runs to the end
+        big = torch.from_numpy(np.array(load_image(isic))).permute(2, 0, 1).contiguous()
+        ms = timed(lambda: detect_vignette(big), args.repeats) * 1000
+        print(f"{'detect_vignette auto, rim':<30} {ms:>26.2f} {'':>24}  (ISIC_0012221, 3008x2000)")
 
 
 if __name__ == "__main__":
