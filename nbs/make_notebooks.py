@@ -89,6 +89,18 @@ NOTEBOOKS = {
         ("md", "Field of view: crop to the lesion (here from the students' masks; at predict time `two_pass_predict` uses Grad-CAM)."),
         ("code", "boxes = [T.roi_box(m, theta=0.5, margin=0.15) for m in masks]\n"
                  "show([list(x), list(T.crop_boxes(x, boxes, 300))], ['full view', 'lesion crop'])"),
+        ("md", "Field of view on a dermoscopy image: the contact plate of `ISIC_0012221` shows as a pale grey rim at the "
+               "corners, with no dark vignette. `detect_vignette` finds the edge of the skin by the step in chroma "
+               "(method `'rim'`, used when no dark vignette is found), and `vignette_box` is the square inside it."),
+        ("code", "isic = to_t(dl.data.data_root() / 'isic-dermoscopy' / 'ISIC_0012221.jpg')\n"
+                 "circle = T.detect_vignette(isic)\nprint(circle)\n"
+                 "x0, y0, x1, y1 = T.vignette_box(circle, *isic.shape[-2:])\n"
+                 "fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))\naxs[0].imshow(isic.permute(1, 2, 0).numpy())\n"
+                 "axs[0].add_patch(plt.Circle((circle.cx, circle.cy), circle.r, fill=False, color='lime', lw=1.5))\n"
+                 "axs[0].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='yellow', lw=1))\n"
+                 "axs[0].set_title(f'field edge ({circle.source}) and crop', fontsize=8)\n"
+                 "axs[1].imshow(isic[:, y0:y1, x0:x1].permute(1, 2, 0).numpy())\naxs[1].set_title('cropped', fontsize=8)\n"
+                 "for a in axs:\n    a.axis('off')"),
         ("md", "Hair removal (DullRazor): black-hat, threshold, inpaint. On a hair-free photo it should mark almost nothing."),
         ("code", "out, mask = T.remove_hair(x[0])\nprint(f'marked as hair: {float(mask.float().mean()):.1%}')\n"
                  "show([[x[0], out]], ['original / hair removed'])"),
@@ -124,7 +136,9 @@ NOTEBOOKS = {
 
 def main() -> None:
     for name, cells in NOTEBOOKS.items():
-        nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
+        # ids from the notebook and the cell's place: regenerating changes only what was edited
+        make = {"md": new_markdown_cell, "code": new_code_cell}
+        nb = new_notebook(cells=[make[kind](src, id=f"{name[:2]}-{i:02d}") for i, (kind, src) in enumerate(cells)])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, HERE / name)
         print("wrote", HERE / name)
