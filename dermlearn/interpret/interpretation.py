@@ -225,7 +225,7 @@ class Interpretation:
         for ax in axs.flat:
             ax.axis("off")
         fig.suptitle(f"{self.vocab[ia]} vs {self.vocab[ib]}: {len(ab)} {self.vocab[ia]}->{self.vocab[ib]}, {len(ba)} {self.vocab[ib]}->{self.vocab[ia]}")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the first row
         if path is not None:
             from ..io import atomic_write
 
