@@ -33,14 +33,14 @@ def git_commit() -> str:
         return "unknown"
 
 
-def markdown_table(table: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
+def markdown_table(table: pd.DataFrame, formats: dict[str, str] | None = None, missing: dict[str, str] | None = None) -> str:
     """``table`` as a Markdown table; ``formats`` maps a column to a format spec (``'.3f'``).
-    Missing values print as ``n/a``."""
-    formats = formats or {}
+    Missing values print as ``missing[column]``, or ``n/a``."""
+    formats, missing = formats or {}, missing or {}
 
     def cell(col: str, v: Any) -> str:
         if v is None or (isinstance(v, float) and v != v):
-            return "n/a"
+            return missing.get(col, "n/a")
         return format(v, formats[col]) if col in formats else str(v)
 
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
@@ -81,13 +81,14 @@ class Record:
         plt.close(fig)
         return path
 
-    def finish(self, table: pd.DataFrame, formats: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> str:
+    def finish(self, table: pd.DataFrame, formats: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
+               missing: dict[str, str] | None = None) -> str:  # fmt: skip
         """Write ``results.csv``, ``results.md``, ``history.csv`` (when there is one) and
         ``config.json``; returns the Markdown table."""
         import torch
 
         atomic_write_text(table.to_csv(index=False), self.out / "results.csv")
-        md = markdown_table(table, formats)
+        md = markdown_table(table, formats, missing)
         atomic_write_text(md, self.out / "results.md")
         if self.history:
             atomic_write_text(pd.DataFrame(self.history).to_csv(index=False), self.out / "history.csv")
