@@ -83,7 +83,7 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert len(lines) == 3 and all("[two-pass average: full view" in line for line in lines)
     two = pd.read_csv(csv2)
     assert list(two.columns) == ["image", "prediction", "full_view", "crop_box", "macula", "tumor", "ulcer"]
-    assert abs(two[["macula", "tumor", "ulcer"]].sum(1) - 1).max() < 1e-5
+    assert abs(two[["macula", "tumor", "ulcer"]].sum(axis=1) - 1).max() < 1e-5
     boxes = [list(map(int, b.split())) for b in two["crop_box"]]
     assert all(0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32 for x0, y0, x1, y1 in boxes)
     assert not (two[["macula", "tumor", "ulcer"]].values == table[["macula", "tumor", "ulcer"]].values).all()
@@ -218,3 +218,22 @@ def test_analysis_experiment_trains_then_reuses_the_model(tmp_path, monkeypatch,
     assert not (second / "model.pth").exists() and not (second / "history.csv").exists()
     assert main(["experiment", "analysis", "--data", str(tmp_path / "nope"), "--out", str(second)]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_quick_changes_defaults_but_explicit_options_win():
+    import argparse
+
+    from dermlearn.experiments.options import QUICK_FIT, add_fit_args, parse_args
+
+    def parser():
+        ap = argparse.ArgumentParser()
+        add_fit_args(ap)
+        return ap
+
+    assert (parse_args(parser(), [], QUICK_FIT).arch, parse_args(parser(), [], QUICK_FIT).epochs) == ("resnet18", 8)
+    quick = parse_args(parser(), ["--quick"], QUICK_FIT)
+    assert (quick.arch, quick.size, quick.epochs) == ("simple_cnn", 64, 3)
+    mixed = parse_args(parser(), ["--quick", "--epochs", "5", "--size", "96"], QUICK_FIT)  # 96 is also the default
+    assert (mixed.arch, mixed.size, mixed.epochs) == ("simple_cnn", 96, 5)
+    with pytest.raises(ValueError, match="max_epoch"):
+        parse_args(parser(), ["--quick"], {"max_epoch": 3})

@@ -24,6 +24,7 @@ from ..losses import BCEWithLogitsOneHot
 from ..metrics import accuracy, balanced_accuracy
 from ..models import create_model
 from ..recipes import study_recipe
+from .options import parse_args
 from .record import Record
 
 
@@ -40,9 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="simple_cnn at 64 px, 2 SGDR cycles, pairs with at least 2 errors")
     ap.add_argument("--out", default="results/analysis", help="output folder (default: %(default)s)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.arch, args.size, args.cycles, args.min_count = "simple_cnn", 64, 2, min(args.min_count, 2)
+    args = parse_args(ap, argv, {"arch": "simple_cnn", "size": 64, "cycles": 2, "min_count": 2})
     rec = Record("analysis", args.out, args)
     data = data_from_args(args)
     print(data)

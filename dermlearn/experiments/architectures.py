@@ -20,6 +20,7 @@ from ..losses import BCEWithLogitsOneHot
 from ..metrics import accuracy, balanced_accuracy
 from ..models import create_model
 from ..recipes import study_recipe
+from .options import parse_args
 from .plots import plot_bars
 from .record import Record
 
@@ -37,9 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--head-cycles", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="64 px, 2 SGDR cycles, a 30-iteration LR test")
     ap.add_argument("--out", default="results/architectures", help="output folder (default: %(default)s)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.size, args.cycles, args.head_cycles = 64, 2, 1
+    args = parse_args(ap, argv, {"size": 64, "cycles": 2, "head_cycles": 1})
     rec = Record("architectures", args.out, args)
     data = data_from_args(args)
     print(data)

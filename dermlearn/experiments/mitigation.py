@@ -27,7 +27,7 @@ from ..losses import CrossEntropy
 from ..metrics import accuracy, balanced_accuracy, confusion_matrix
 from ..models import create_model
 from ..transforms import AutoGamma, CorrectIllumination, ShadesOfGray
-from .options import add_fit_args, apply_quick
+from .options import QUICK_FIT, add_fit_args, parse_args
 from .photometric import lesion_crops
 from .plots import plot_bars
 from .record import Record
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                     help="arms to run (default: all): " + "; ".join(ARMS))  # fmt: skip
     ap.add_argument("--out", default="results/mitigation", help="output folder (default: %(default)s)")
-    args = apply_quick(ap.parse_args(argv))
+    args = parse_args(ap, argv, QUICK_FIT)
     arms = ["baseline (none)"] + [a for a in args.arms if a != "baseline (none)"]
     rec = Record("mitigation", args.out, args)
     data = DermData.pad_ufes_20(seed=args.seed)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_fit_args", "apply_quick"]
+__all__ = ["QUICK_FIT", "add_fit_args", "parse_args"]
+
+QUICK_FIT = {"arch": "simple_cnn", "size": 64, "epochs": 3}
+"""What ``--quick`` changes in the options of :func:`add_fit_args`."""
 
 
 def add_fit_args(ap: argparse.ArgumentParser) -> None:
@@ -20,8 +23,22 @@ def add_fit_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and sampling (default: %(default)s)")
 
 
-def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
-    """With ``--quick``: simple_cnn at 64 px for 3 epochs."""
-    if args.quick:
-        args.arch, args.size, args.epochs = "simple_cnn", 64, 3
-    return args
+def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None, quick: dict[str, object]) -> argparse.Namespace:
+    """Parse ``argv``; with ``--quick``, ``quick`` replaces the defaults of the options it names.
+
+    Options given on the command line win over both: ``--quick --epochs 5`` is the quick
+    size with 5 epochs.
+
+    Args:
+        ap: A parser with a ``--quick`` flag.
+        argv: The arguments (None: ``sys.argv[1:]``).
+        quick: Option destinations (``"max_epochs"``, not ``"--max-epochs"``) and their
+            quick values.
+    """
+    first, _ = ap.parse_known_args(argv)
+    if first.quick:
+        unknown = set(quick) - {a.dest for a in ap._actions}
+        if unknown:
+            raise ValueError(f"quick values for options the parser does not have: {sorted(unknown)}")
+        ap.set_defaults(**quick)
+    return ap.parse_args(argv)

@@ -40,7 +40,7 @@ from ..transforms import (
     ShadesOfGray,
 )
 from ..transforms.fov import crop_boxes, roi_box
-from .options import add_fit_args, apply_quick
+from .options import QUICK_FIT, add_fit_args, parse_args
 from .plots import plot_bars
 from .record import Record
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment photometric", description=__doc__.split("\n\n")[0])
     add_fit_args(ap)
     ap.add_argument("--out", default="results/photometric", help="output folder (default: %(default)s)")
-    args = apply_quick(ap.parse_args(argv))
+    args = parse_args(ap, argv, QUICK_FIT)
     rec = Record("photometric", args.out, args)
     data = DermData.pad_ufes_20(seed=args.seed)
     presize = max(args.size, round(1.25 * args.size))
