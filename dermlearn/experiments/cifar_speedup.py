@@ -95,6 +95,7 @@ def main(argv=None) -> int:
         result = {}
         for arm in ("baseline", "recipe"):
             dls = data.dls(bs=args.bs, size=args.size, presize=args.size, seed=args.seed, progress=False)
+            torch.manual_seed(args.seed)  # the head's dropout draws the same masks in both arms
             learn = Learner(dls, copy.deepcopy(init), loss_func=BCEWithLogitsOneHot(), metrics=[accuracy], progress=False)
             stop = StopAtTarget(args.target)
             if arm == "baseline":
