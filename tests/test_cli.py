@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -237,3 +238,27 @@ def test_quick_changes_defaults_but_explicit_options_win():
     assert (mixed.arch, mixed.size, mixed.epochs) == ("simple_cnn", 96, 5)
     with pytest.raises(ValueError, match="max_epoch"):
         parse_args(parser(), ["--quick"], {"max_epoch": 3})
+
+
+def test_git_commit_is_dirty_only_for_changes_to_the_package(tmp_path):
+    import shutil
+
+    from dermlearn.experiments.record import git_commit
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    assert git_commit(tmp_path) == "unknown"
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "docs").mkdir()
+    (repo / "pkg" / "a.py").write_text("x = 1\n")
+    (repo / "docs" / "results.md").write_text("| a |\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "c"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, env={**os.environ, **env})
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert git_commit(repo / "pkg") == sha
+    (repo / "docs" / "results.md").write_text("| b |\n")  # an experiment rewrote its committed table
+    assert git_commit(repo / "pkg") == sha
+    (repo / "pkg" / "a.py").write_text("x = 2\n")
+    assert git_commit(repo / "pkg") == sha + "+dirty"

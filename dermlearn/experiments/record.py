@@ -4,6 +4,7 @@ wall time), the per-epoch history, the results table as CSV and Markdown, and pl
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -18,15 +19,16 @@ from ..io import atomic_write_text
 __all__ = ["Record", "git_commit", "markdown_table"]
 
 
-def git_commit() -> str:
-    """The commit of the dermlearn checkout this runs from (``+dirty`` when it has local
-    changes), or ``'unknown'`` outside a git checkout."""
-    here = Path(__file__).resolve().parent
+def git_commit(package: str | os.PathLike | None = None) -> str:
+    """The commit of the git checkout holding ``package`` (default: the installed dermlearn
+    package), with ``+dirty`` when files under ``package`` have local changes (results
+    written elsewhere in the checkout do not count), or ``'unknown'`` outside a checkout."""
+    pkg = Path(package).resolve() if package is not None else Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=pkg, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=pkg,
                                capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
         return sha.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
