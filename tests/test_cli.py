@@ -74,7 +74,7 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert len(list(heat.glob("*_gradcam.png"))) == 3
     table = pd.read_csv(csv)
     assert list(table.columns) == ["image", "prediction", "macula", "tumor", "ulcer"]
-    assert abs(table[["macula", "tumor", "ulcer"]].sum(1) - 1).max() < 1e-5
+    assert abs(table[["macula", "tumor", "ulcer"]].sum(axis=1) - 1).max() < 1e-5
     assert main(["predict", "--model", str(out / "model.pth"), files[0], str(tmp_path / "bad.png")]) == 3
     assert "bad.png: error" in capsys.readouterr().err
     # field of view, two passes: the full view's and the crop's probabilities averaged
