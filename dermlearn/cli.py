@@ -35,7 +35,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    n, size = (400, 32) if args.quick else (args.n, args.size)
+    n = args.n if args.n is not None else (400 if args.quick else 1000)
+    size = args.size if args.size is not None else (32 if args.quick else 64)
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
     dls = synthetic_dataloaders(n=n, size=size, n_classes=5, bs=32, seed=args.seed, confounders=args.confounders, confound_p=0.3)
@@ -297,14 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="dermlearn-demo", help="output folder for plots and the model (default: %(default)s)")
     d.add_argument("--arch", default="simple_cnn", help="architecture (default: %(default)s; e.g. resnet34)")
-    d.add_argument("--n", type=int, default=1000, help="number of images (default: %(default)s)")
-    d.add_argument("--size", type=int, default=64, help="image side in pixels (default: %(default)s)")
+    d.add_argument("--n", type=int, help="number of images (default: 1000; 400 with --quick)")
+    d.add_argument("--size", type=int, help="image side in pixels (default: 64; 32 with --quick)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     d.add_argument("--confounders", nargs="*", default=["illumination", "gamma", "cast", "fov"],
                    choices=["illumination", "gamma", "cast", "fov"],
                    help="photographic confounders, each applied to 30%% of images (default: all four; "
                         "give the flag with no value for clean images)")  # fmt: skip
-    d.add_argument("--quick", action="store_true", help="a smaller run (400 images at 32 px) for a smoke test")
+    d.add_argument("--quick", action="store_true", help="a smaller run (400 images at 32 px) for a smoke test; "
+                                                        "--n and --size still apply")
     d.add_argument("--no-bar", action="store_true", help="no progress bars or epoch table")
     d.set_defaults(func=_demo)
 

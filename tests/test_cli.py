@@ -21,6 +21,12 @@ def test_demo_quick_writes_plots_and_model(tmp_path, capsys):
     acc = float(re.search(r"validation: accuracy ([0-9.]+)", out).group(1))
     assert 0.4 < acc <= 1.0  # five classes: chance is 0.2
     assert "confusion matrix" in out and "fit_sgdr: 3 cycles" in out
+    assert "data: 400 synthetic lesion images, 32x32" in out
+
+
+def test_demo_options_win_over_quick(tmp_path, capsys):
+    assert main(["demo", "--quick", "--n", "60", "--size", "24", "--out", str(tmp_path), "--no-bar"]) == 0
+    assert "data: 60 synthetic lesion images, 24x24" in capsys.readouterr().out
 
 
 def test_help_and_exit_codes():
