@@ -123,6 +123,16 @@ class Callback:
             out.append(ch.lower())
         return "".join(out)
 
+    def release(self) -> None:
+        """Undo what the callback set up mid-loop that outlives the loop (an autocast
+        context entered in ``before_batch``, say).
+
+        Not an event: the Learner calls it on every callback when ``fit``, ``validate`` or
+        ``get_preds`` returns *or raises*. fastai's events do not run after an exception
+        (a shape error in the forward pass ends the loop at once); this is where a callback
+        makes sure the error leaves no global state behind. The default does nothing.
+        """
+
     def state_dict(self) -> dict[str, Any]:
         """State to save in a checkpoint (override in stateful callbacks)."""
         return {}

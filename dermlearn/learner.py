@@ -278,6 +278,16 @@ class Learner:
         for f in self._dispatch[self.training].get(event, ()):
             f()
 
+    @contextlib.contextmanager
+    def _releasing(self) -> Iterator[None]:
+        """Call every callback's :meth:`~dermlearn.callback.Callback.release` when the loop
+        inside returns or raises."""
+        try:
+            yield
+        finally:
+            for cb in list(self.cbs):
+                cb.release()
+
     def _with_events(self, f: Callable[[], None], name: str, ex: type[Exception], final: Callable[[], None] | None = None) -> None:
         try:
             self(f"before_{name}")
@@ -516,7 +526,8 @@ class Learner:
                     self._compiled = self._compiled if self._compiled is not None else torch.compile(self.model)
                     self._train_module = self._compiled
             try:
-                self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
+                with self._releasing():
+                    self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
             finally:
                 self._ddp = None
                 self._train_module = self.model
@@ -645,7 +656,8 @@ class Learner:
         dl = dl if dl is not None else self.dls.valid
         if dl is None:
             raise ValueError("no validation loader: pass dl= or build DataLoaders with a valid loader")
-        self._do_epoch_validate(dl)
+        with self._releasing():
+            self._do_epoch_validate(dl)
         self._end_cleanup()
         return dict(self.recorder.last_valid)
 
@@ -668,7 +680,7 @@ class Learner:
         if dl is None:
             raise ValueError("no validation loader: pass dl=")
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
-        with self.added_cbs([gather]):
+        with self.added_cbs([gather]), self._releasing():
             self._do_epoch_validate(dl)
         self._end_cleanup()
         res = gather.result()

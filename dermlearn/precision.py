@@ -67,6 +67,9 @@ class MixedPrecision(Callback):
     def after_batch(self) -> None:
         self._exit()
 
+    def release(self) -> None:
+        self._exit()  # an exception in the forward pass or the loss must not leave autocast on
+
     def before_backward(self) -> None:
         if self.scaler is not None:
             self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)

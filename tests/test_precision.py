@@ -43,6 +43,31 @@ def test_bf16_autocast_trains_with_float32_weights():
         dl.MixedPrecision("fp8")
 
 
+@pytest.mark.parametrize("where", ["fit", "get_preds"])
+def test_an_error_in_the_forward_pass_leaves_autocast_off(where):
+    fail_at = 3 if where == "fit" else 1  # get_preds: one validation batch
+
+    class Fails(torch.nn.Module):  # a forward that raises as a shape error would
+        def __init__(self, model):
+            super().__init__()
+            self.model, self.calls = model, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == fail_at:
+                raise RuntimeError("boom in the forward pass")
+            return self.model(x)
+
+    learn = _learner([dl.MixedPrecision()])
+    learn.model = Fails(learn.model)
+    with pytest.raises(RuntimeError, match="boom"):
+        learn.fit(1, 1e-3) if where == "fit" else learn.get_preds()
+    assert not torch.is_autocast_enabled("cpu")  # fastai's MixedPrecision leaves it on here
+    learn.model.calls = -100
+    probs, _ = learn.get_preds()  # the learner still works, in float32 outside its loop
+    assert probs.dtype == torch.float32 and torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
+
+
 def test_channels_last_gives_the_same_results():
     ref = _learner([])
     ref.fit(1, lr=3e-3)
@@ -80,3 +105,21 @@ def test_compiled_training_matches_eager():
     for a, b in zip(eager.model.parameters(), compiled.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert compiled.recorder.losses == pytest.approx(eager.recorder.losses, rel=1e-4)
+
+
+def test_cuda_check_script_runs_its_cpu_part(tmp_path):
+    """benchmarks/cuda_check.py is what a lent GPU runs: its CPU part must not rot meanwhile."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cuda_check.py"
+    r = subprocess.run([sys.executable, str(script), "--device", "cpu", "--no-compile", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((tmp_path / "cuda_check.json").read_text())
+    status = {k: v["status"] for k, v in report.items() if k != "env"}
+    assert status == {"device": "PASS", "amp_bf16": "PASS", "amp_fp16": "SKIP", "gpu_cache": "PASS", "cpu_vs_gpu": "SKIP",
+                      "export": "PASS", "deterministic": "PASS"}, status  # fmt: skip
+    assert report["amp_bf16"]["pred_dtypes"] == ["torch.bfloat16"] and report["amp_bf16"]["weights_channels_last"]
