@@ -156,12 +156,16 @@ def check_export(device: torch.device) -> dict:
 
 def check_deterministic(device: torch.device) -> dict:
     runs = []
-    for _ in range(2):
-        dl.set_seed(0, deterministic=True)
-        learn = _learner(device, n=200)
-        learn.fit(1, 1e-3)
-        runs.append([learn.recorder.values[-1]["train_loss"], learn.recorder.values[-1]["valid_loss"]])
-    torch.use_deterministic_algorithms(False)
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        for _ in range(2):
+            dl.set_seed(0, deterministic=True)
+            learn = _learner(device, n=200)
+            learn.fit(1, 1e-3)
+            runs.append([learn.recorder.values[-1]["train_loss"], learn.recorder.values[-1]["valid_loss"]])
+    finally:  # the checks after this one (torch.compile) run with the default kernels
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved[2]
     out = {"runs": runs}
     assert runs[0] == runs[1], out
     return out

@@ -37,7 +37,7 @@ def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None, quick: dict[
     """
     first, _ = ap.parse_known_args(argv)
     if first.quick:
-        unknown = set(quick) - {a.dest for a in ap._actions}
+        unknown = set(quick) - set(vars(first))  # the namespace holds every option's destination
         if unknown:
             raise ValueError(f"quick values for options the parser does not have: {sorted(unknown)}")
         ap.set_defaults(**quick)
