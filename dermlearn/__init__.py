@@ -22,6 +22,7 @@ from .data import (
     DermData,
     DynamicBalance,
     grouped_split,
+    inverse_frequency_weights,
     stratified_split,
 )
 from .dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
@@ -127,6 +128,7 @@ __all__ = [
     "default_device",
     "even_mults",
     "grouped_split",
+    "inverse_frequency_weights",
     "leading_pairs",
     "logit_diff",
     "load_learner",

@@ -192,15 +192,30 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     out = tmp_path / "mit"
     assert main(["experiment", "mitigation", "--quick", "--out", str(out)]) == 0
     table = pd.read_csv(out / "results.csv")
-    assert list(table["arm"]) == list(ARMS)
+    assert list(table["arm"]) == list(ARMS) and "accuracy sd" not in table  # one seed: no spread to report
     assert table["accuracy"].between(0, 1).all() and table["balanced accuracy"].between(0, 1).all()
-    pairs = pd.read_csv(out / "pairs.csv").set_index("arm")
+    pairs = pd.read_csv(out / "pairs.csv").drop(columns="seed").set_index("arm")
     assert (pairs.sum(axis=1).astype(int) == table.set_index("arm")["errors"]).all()  # every error is in one pair
-    assert _config(out)["n_valid"] == 114
+    assert _config(out)["n_valid"] == [114]
     hist = pd.read_csv(out / "history.csv")
     assert set(hist["arm"]) == set(ARMS) and len(hist) == 3 * len(ARMS)  # 3 epochs per arm
     assert (out / "results.png").stat().st_size > 5000
     assert "| arm | accuracy |" in capsys.readouterr().out
+
+    # several seeds: the table is the mean (and sd) of the per-seed rows in runs.csv
+    two = tmp_path / "mit2"
+    arms = ["balance: loss-weighted 1/sqrt(n)"]
+    assert main(["experiment", "mitigation", "--quick", "--epochs", "1", "--seeds", "0", "3", "--arms", *arms, "--out", str(two)]) == 0
+    runs = pd.read_csv(two / "runs.csv")
+    assert sorted(runs["seed"].unique()) == [0, 3] and len(runs) == 4
+    table = pd.read_csv(two / "results.csv").set_index("arm")
+    for arm, rows in runs.groupby("arm"):
+        assert table.loc[arm, "accuracy"] == pytest.approx(rows["accuracy"].mean())
+        assert table.loc[arm, "accuracy sd"] == pytest.approx(np.std(rows["accuracy"], ddof=1))
+        assert table.loc[arm, "errors"] == pytest.approx(rows["errors"].mean())
+    assert len(pd.read_csv(two / "history.csv")) == 4 and _config(two)["seeds"] == [0, 3]
+    with pytest.raises(SystemExit):
+        main(["experiment", "mitigation", "--quick", "--seeds", "1", "1", "--out", str(two)])
 
 
 def test_analysis_experiment_trains_then_reuses_the_model(tmp_path, monkeypatch, capsys):
@@ -211,9 +226,13 @@ def test_analysis_experiment_trains_then_reuses_the_model(tmp_path, monkeypatch,
     first = tmp_path / "a1"
     assert main(["experiment", "analysis", "--quick", "--data", str(imgs), "--size", "32", "--min-count", "1",
                  "--out", str(first)]) == 0  # fmt: skip
-    for f in ("confusion.png", "confusion_normalized.png", "report.csv", "leading_pairs.md", "results.md", "history.csv", "model.pth"):
+    for f in ("confusion.png", "confusion_normalized.png", "report.csv", "leading_pairs.md", "results.md", "history.csv", "model.pth",
+              "lr_find.png"):  # fmt: skip
         assert (first / f).is_file(), f
     cfg = _config(first)
+    # the rate it trained at is recorded: the larger of the range test's two suggestions (random init)
+    assert cfg["lr"] == pytest.approx(max(cfg["lr_find"]["valley"], cfg["lr_find"]["minimum"]))
+    assert cfg["epochs"] == len(pd.read_csv(first / "history.csv")) >= 1
     pairs = pd.read_csv(first / "results.csv")
     assert list(pairs.columns) == ["label 1", "label 2", "count"] and (pairs["count"] >= 1).all()
     assert len(list(first.glob("gallery_*.png"))) == min(3, len(pairs))
@@ -222,7 +241,7 @@ def test_analysis_experiment_trains_then_reuses_the_model(tmp_path, monkeypatch,
     assert main(["experiment", "analysis", "--data", str(imgs), "--model", str(first / "model.pth"), "--min-count", "1",
                  "--out", str(second)]) == 0  # fmt: skip
     assert _config(second)["accuracy"] == pytest.approx(cfg["accuracy"])  # the same model on the same split
-    assert not (second / "model.pth").exists() and not (second / "history.csv").exists()
+    assert not (second / "model.pth").exists() and not (second / "history.csv").exists() and "lr" not in _config(second)
     assert main(["experiment", "analysis", "--data", str(tmp_path / "nope"), "--out", str(second)]) == 2
     assert "no such file or folder" in capsys.readouterr().err
 

@@ -262,6 +262,33 @@ def test_static_oversampling_and_loss_weights():
     torch.testing.assert_close(w, torch.tensor([65 / (3 * 50), 65 / (3 * 10), 65 / (3 * 5), 0.0]))
 
 
+def test_milder_loss_weights_keep_the_loss_scale():
+    labels = np.repeat(np.arange(3), [50, 10, 5])
+    counts = np.array([50.0, 10.0, 5.0])
+
+    def expected(e):  # w ∝ e ** -p for the present classes, mean 1 over the items
+        w = 1.0 / e
+        return w * 65 / (counts * w).sum()
+
+    sqrt = inverse_frequency_weights(labels, 4, power=0.5)
+    torch.testing.assert_close(sqrt[:3].double(), torch.from_numpy(expected(np.sqrt(counts))), rtol=1e-6, atol=0)
+    assert sqrt[3] == 0 and float(sqrt[:3].double() @ torch.tensor(counts)) == pytest.approx(65)
+    assert sqrt[2] / sqrt[0] == pytest.approx(np.sqrt(10))  # 50 / 5 = 10 times rarer, sqrt(10) times the weight
+    torch.testing.assert_close(inverse_frequency_weights(labels, 3, power=0.0), torch.ones(3))
+    eff = inverse_frequency_weights(labels, 3, beta=0.9)  # effective numbers (1 - 0.9^n) / 0.1
+    torch.testing.assert_close(eff.double(), torch.from_numpy(expected((1 - 0.9**counts) / 0.1)), rtol=1e-6, atol=0)
+    # beta -> 0: every class counts as one item (no weighting); beta -> 1: plain inverse frequency
+    torch.testing.assert_close(inverse_frequency_weights(labels, 3, beta=0.0), torch.ones(3))
+    torch.testing.assert_close(inverse_frequency_weights(labels, 3, beta=1 - 1e-9), inverse_frequency_weights(labels, 3), rtol=1e-5, atol=0)
+    for kw, msg in [({"power": -1}, "power"), ({"power": float("nan")}, "power"), ({"beta": 1.0}, "beta")]:
+        with pytest.raises(ValueError, match=msg):
+            inverse_frequency_weights(labels, 3, **kw)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        inverse_frequency_weights(labels, 2)
+    with pytest.raises(ValueError, match="no labels"):
+        inverse_frequency_weights([], 2)
+
+
 def test_recall_weights():
     w = recall_weights([0.9, 0.5, 0.7])
     assert w[1] > w[2] > w[0] > 0 and w.sum() == pytest.approx(1)
@@ -302,6 +329,10 @@ def test_balance_arguments(folder_data):
     drawn = torch.cat([y for _, y in static.train])
     counts = torch.bincount(drawn)
     assert counts.max() - counts.min() <= 8
+    train_y = folder_data.y[folder_data.indices("train")]
+    loss = folder_data.dls(bs=8, size=32, balance="loss", progress=False)
+    torch.testing.assert_close(loss.class_weights, inverse_frequency_weights(train_y, 3))
+    torch.testing.assert_close(folder_data.class_weights(power=0.5, beta=0.9), inverse_frequency_weights(train_y, 3, 0.5, 0.9))
     with pytest.raises(ValueError, match="balance"):
         folder_data.dls(balance="smote")
 

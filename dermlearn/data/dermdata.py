@@ -262,9 +262,12 @@ class DermData:
         return CachedItems(imgs.index_select(0, t), torch.from_numpy(self.y[idx]), meta, self.items["path"].iloc[idx].tolist())
 
     # ------------------------------------------------------------------ loaders
-    def class_weights(self) -> Tensor:
-        """Inverse-frequency loss weights from the training items, shape ``(C,)``."""
-        return inverse_frequency_weights(self.y[self.indices("train")], self.c)
+    def class_weights(self, power: float = 1.0, beta: float | None = None) -> Tensor:
+        """Loss weights from the training items' class counts, shape ``(C,)``: inverse
+        frequency by default, its square root with ``power=0.5``, effective numbers with
+        ``beta`` (see :func:`~dermlearn.inverse_frequency_weights`). For
+        ``CrossEntropy(weight=...)``; ``dls(balance='loss')`` carries the default ones."""
+        return inverse_frequency_weights(self.y[self.indices("train")], self.c, power=power, beta=beta)
 
     def dls(
         self,

@@ -32,11 +32,40 @@ def oversample_indices(labels: Sequence[int], seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-def inverse_frequency_weights(labels: Sequence[int], n_classes: int) -> Tensor:
-    """Per-class loss weights ``N / (C * n_c)`` (1 for every class when balanced); classes
-    without items get weight 0."""
-    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
-    w = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+def inverse_frequency_weights(labels: Sequence[int], n_classes: int, power: float = 1.0, beta: float | None = None) -> Tensor:
+    """Per-class loss weights ``w_c ∝ E_c ** -power`` for the class counts ``n_c`` of ``labels``.
+
+    ``E_c`` is the count ``n_c`` itself, or with ``beta`` the *effective number* of Cui et
+    al. (2019), ``(1 - beta ** n_c) / (1 - beta)``, which grows like ``n_c`` for small
+    counts and saturates at ``1 / (1 - beta)``. The weights are scaled so that their mean
+    over the items is 1 (``sum_c n_c w_c = N``): the loss keeps its scale and ``power=1``
+    gives ``N / (C n_c)``, 1 for every class when the classes are balanced. Classes
+    without items get weight 0.
+
+    Args:
+        labels: Class index of each training item, in ``[0, n_classes)``.
+        n_classes: Number of classes ``C`` (the length of the result).
+        power: In ``[0, inf)``: 1 inverse frequency, 0.5 its square root (milder, for
+            strong imbalance with few images of the rare classes), 0 no weighting.
+        beta: In ``[0, 1)``; None for plain counts.
+
+    Returns:
+        Float32 tensor of shape ``(C,)``.
+    """
+    if not (np.isfinite(power) and power >= 0):
+        raise ValueError(f"power must be a finite number >= 0, got {power}")
+    if beta is not None and not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size == 0:
+        raise ValueError("no labels: class weights need at least one training item")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes}), got {labels.min()} to {labels.max()}")
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    effective = counts if beta is None else (1.0 - beta**counts) / (1.0 - beta)
+    w = np.where(present, np.maximum(effective, 1e-300) ** -power, 0.0)
+    w *= counts.sum() / (counts * w).sum()
     return torch.tensor(w, dtype=torch.float32)
 
 

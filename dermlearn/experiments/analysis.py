@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     rec = Record("analysis", args.out, args)
     data = data_from_args(args)
     print(data)
+    trained = {}
     if args.model:
         learn = load_learner(args.model)
         if data.classes != learn.meta["classes"]:
@@ -58,14 +59,16 @@ def main(argv=None) -> int:
                         metrics=[accuracy, balanced_accuracy], progress=False)  # fmt: skip
         res = study_recipe(learn, pretrained=False, cycles=args.cycles, lr_find_iters=30 if args.quick else 100)
         rec.add_history(res.history)
+        rec.save_figure(res.lr_find.plot(), "lr_find.png")
+        trained = {"lr": res.lr, "lr_find": res.lr_find.suggestions, "epochs": len(res.history)}
         learn.export(rec.out / "model.pth", extra={"data": args.data, "seed": args.seed})
         dl = dls.valid
     interp = Interpretation.from_learner(learn, dl=dl)
     pairs = write_interpretation(interp, rec.out, args.min_count, args.pairs, args.k)
     table = pd.DataFrame(pairs, columns=["label 1", "label 2", "count"])
     rec.finish(table, extra={"data": repr(data), "n_valid": len(interp.targets), "accuracy": interp.accuracy,
-                                  "balanced_accuracy": interp.balanced_accuracy})  # fmt: skip
-    print(f"wrote {rec.out}/results.csv, results.md (the leading pairs), config.json" + ("" if args.model else ", model.pth"))
+                                  "balanced_accuracy": interp.balanced_accuracy, **trained})  # fmt: skip
+    print(f"wrote {rec.out}/results.csv, results.md (the leading pairs), config.json" + ("" if args.model else ", model.pth, lr_find.png"))
     return 0
 
 

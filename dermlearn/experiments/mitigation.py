@@ -1,21 +1,22 @@
 """The study's mitigation factors as an ablation (PAD-UFES-20): class balancing (none /
-static / dynamic / loss-weighted), field-of-view crop to the lesion, automatic gamma,
-illumination correction and Shades of Gray colour constancy.
+static / dynamic / loss weights 1/n, 1/sqrt(n) or by effective numbers), field-of-view crop
+to the lesion, automatic gamma, illumination correction and Shades of Gray colour constancy.
 
 Every arm trains the same architecture for the same epochs from the same initial weights,
 on the same split (grouped by patient) and seed; one factor differs from the baseline
 (no balancing, no correction, full view). Each arm is evaluated on the validation photos
-as they are, with its own preprocessing. Reports accuracy and balanced accuracy per arm,
-and the confused pairs that moved most against the baseline (symmetric error counts,
-as the study's pair table).
+as they are, with its own preprocessing. Reports accuracy and balanced accuracy per arm
+(mean and standard deviation over seeds with ``--seeds``), and the confused pairs that
+moved most against the baseline (symmetric error counts, as the study's pair table).
 
-    python -m dermlearn.experiments.mitigation [--quick] [--arch resnet18] [--epochs 8] [--out DIR]
+    python -m dermlearn.experiments.mitigation [--quick] [--seeds 0 1 2] [--arch resnet18] [--epochs 8] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,16 +33,29 @@ from .photometric import lesion_crops
 from .plots import plot_bars
 from .record import Record
 
-# arm -> (balance, corrections, lesion crop)
-ARMS: dict[str, tuple[str, tuple[type, ...], bool]] = {
-    "baseline (none)": ("none", (), False),
-    "balance: static": ("static", (), False),
-    "balance: dynamic": ("dynamic", (), False),
-    "balance: loss-weighted": ("loss", (), False),
-    "FoV: lesion crop": ("none", (), True),
-    "gamma: auto": ("none", (AutoGamma,), False),
-    "illumination correction": ("none", (CorrectIllumination,), False),
-    "colour: shades of gray": ("none", (ShadesOfGray,), False),
+
+class Arm(NamedTuple):
+    """One arm of the ablation: how it balances, which corrections it applies, whether it
+    trains on lesion crops, and (for ``balance='loss'``) the loss weights'
+    :func:`~dermlearn.inverse_frequency_weights` options."""
+
+    balance: str = "none"
+    corrections: tuple[type, ...] = ()
+    crop: bool = False
+    weights: dict[str, float] | None = None
+
+
+ARMS: dict[str, Arm] = {
+    "baseline (none)": Arm(),
+    "balance: static": Arm("static"),
+    "balance: dynamic": Arm("dynamic"),
+    "balance: loss-weighted 1/n": Arm("loss", weights={"power": 1.0}),
+    "balance: loss-weighted 1/sqrt(n)": Arm("loss", weights={"power": 0.5}),
+    "balance: loss-weighted effective n (beta 0.99)": Arm("loss", weights={"power": 1.0, "beta": 0.99}),
+    "FoV: lesion crop": Arm(crop=True),
+    "gamma: auto": Arm(corrections=(AutoGamma,)),
+    "illumination correction": Arm(corrections=(CorrectIllumination,)),
+    "colour: shades of gray": Arm(corrections=(ShadesOfGray,)),
 }
 
 
@@ -57,54 +71,84 @@ def moved_pairs(base: dict[str, int], arm: dict[str, int], k: int = 2) -> str:
     return ", ".join(f"{p} {d:+d}" for d, p in delta[:k]) or "-"
 
 
-def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.nn.Module):
+def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.nn.Module, seed: int):
     """Train one arm from ``init``; returns the learner and its validation probabilities and targets."""
-    balance, corrections, crop = ARMS[arm]
-    source = crops if crop else data
-    dls = source.dls(bs=args.bs, size=args.size, seed=args.seed, balance=balance, progress=False,
-                     tfms=[c() for c in corrections])  # fmt: skip
-    loss = CrossEntropy(weight=dls.class_weights if balance == "loss" else None)
-    torch.manual_seed(args.seed)
+    spec = ARMS[arm]
+    source = crops if spec.crop else data
+    dls = source.dls(bs=args.bs, size=args.size, seed=seed, balance=spec.balance, progress=False,
+                     tfms=[c() for c in spec.corrections])  # fmt: skip
+    loss = CrossEntropy(weight=source.class_weights(**spec.weights) if spec.balance == "loss" else None)
+    torch.manual_seed(seed)
     learn = Learner(dls, copy.deepcopy(init), loss_func=loss, metrics=[accuracy, balanced_accuracy], progress=False)
     learn.fit_one_cycle(args.epochs, args.lr)
     probs, targs = learn.get_preds()
     return learn, probs, targs
 
 
+def summarize(runs: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm (in run order) from the per-seed rows: mean accuracy and balanced
+    accuracy (with their standard deviations over seeds when there are several), mean
+    errors, and the pairs whose error count, summed over seeds, moved most against the
+    first arm's."""
+    arms = list(dict.fromkeys(runs["arm"]))
+    g = runs.groupby("arm", sort=False)
+    table = pd.DataFrame({"arm": arms, "accuracy": g["accuracy"].mean()[arms].to_numpy(),
+                          "balanced accuracy": g["balanced accuracy"].mean()[arms].to_numpy()})  # fmt: skip
+    if runs["seed"].nunique() > 1:
+        table.insert(2, "accuracy sd", g["accuracy"].std()[arms].to_numpy())
+        table["balanced accuracy sd"] = g["balanced accuracy"].std()[arms].to_numpy()
+    table["errors"] = g["errors"].mean()[arms].to_numpy()
+    summed = pairs.drop(columns="seed").groupby("arm", sort=False).sum()
+    base = summed.loc[arms[0]].to_dict()
+    table["pairs that moved (vs baseline)"] = ["-" if a == arms[0] else moved_pairs(base, summed.loc[a].to_dict()) for a in arms]
+    return table
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment mitigation", description=__doc__.split("\n\n")[0])
     add_fit_args(ap)
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                    help="run the whole ablation once per seed (split, initial weights, sampling) and report the "
+                         "mean and standard deviation over them (default: --seed alone)")  # fmt: skip
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                     help="arms to run (default: all): " + "; ".join(ARMS))  # fmt: skip
     ap.add_argument("--out", default="results/mitigation", help="output folder (default: %(default)s)")
     args = parse_args(ap, argv, QUICK_FIT)
+    seeds = args.seeds or [args.seed]
+    if len(set(seeds)) != len(seeds):
+        ap.error(f"--seeds must differ, got {seeds}")
     arms = ["baseline (none)"] + [a for a in args.arms if a != "baseline (none)"]
     rec = Record("mitigation", args.out, args)
-    data = DermData.pad_ufes_20(seed=args.seed)
-    print(data)
-    presize = max(args.size, round(1.25 * args.size))
-    crops = data.with_images(presize, lesion_crops(data, presize)) if any(ARMS[a][2] for a in arms) else None
-    torch.manual_seed(args.seed)
-    init = create_model(args.arch, data.c)
-    vocab = list(data.classes)
-    rows, base_pairs, all_pairs = [], None, []
-    for arm in arms:
-        learn, probs, targs = run_arm(data, crops, arm, args, init)
-        rec.add_history(learn.recorder.values, arm=arm)
-        pairs = pair_counts(confusion_matrix(probs, targs, len(vocab)).numpy(), vocab)
-        base_pairs = pairs if base_pairs is None else base_pairs
-        all_pairs.append({"arm": arm, **pairs})
-        acc, bal = float(accuracy(probs, targs)), float(balanced_accuracy(probs, targs))
-        rows.append({"arm": arm, "accuracy": acc, "balanced accuracy": bal, "errors": int(sum(pairs.values())),
-                     "pairs that moved (vs baseline)": "-" if arm == arms[0] else moved_pairs(base_pairs, pairs)})  # fmt: skip
-        print(f"[{arm}] accuracy {acc:.3f}, balanced accuracy {bal:.3f}")
-    table = pd.DataFrame(rows)
-    pd.DataFrame(all_pairs).to_csv(rec.out / "pairs.csv", index=False)
-    rec.save_figure(plot_bars(table, "arm", ["accuracy", "balanced accuracy"], "mitigation ablation", baseline=True), "results.png")
-    md = rec.finish(table, formats={"accuracy": ".3f", "balanced accuracy": ".3f"},
-                    extra={"data": repr(data), "n_valid": len(targs), "classes": vocab})  # fmt: skip
+    runs, all_pairs, described, n_valid = [], [], [], []
+    for seed in seeds:
+        data = DermData.pad_ufes_20(seed=seed)
+        print(f"seed {seed}: {data}")
+        described.append(repr(data))
+        presize = max(args.size, round(1.25 * args.size))
+        crops = data.with_images(presize, lesion_crops(data, presize)) if any(ARMS[a].crop for a in arms) else None
+        torch.manual_seed(seed)
+        init = create_model(args.arch, data.c)
+        vocab = list(data.classes)
+        for arm in arms:
+            learn, probs, targs = run_arm(data, crops, arm, args, init, seed)
+            rec.add_history(learn.recorder.values, seed=seed, arm=arm)
+            pairs = pair_counts(confusion_matrix(probs, targs, len(vocab)).numpy(), vocab)
+            all_pairs.append({"seed": seed, "arm": arm, **pairs})
+            acc, bal = float(accuracy(probs, targs)), float(balanced_accuracy(probs, targs))
+            runs.append({"seed": seed, "arm": arm, "accuracy": acc, "balanced accuracy": bal, "errors": int(sum(pairs.values()))})
+            print(f"[seed {seed}, {arm}] accuracy {acc:.3f}, balanced accuracy {bal:.3f}")
+        n_valid.append(len(targs))
+    runs, all_pairs = pd.DataFrame(runs), pd.DataFrame(all_pairs)
+    runs.to_csv(rec.out / "runs.csv", index=False)
+    all_pairs.to_csv(rec.out / "pairs.csv", index=False)
+    table = summarize(runs, all_pairs)
+    sd = ["accuracy sd", "balanced accuracy sd"] if len(seeds) > 1 else None
+    title = "mitigation ablation" + (f", mean ± sd over {len(seeds)} seeds" if sd else "")
+    rec.save_figure(plot_bars(table, "arm", ["accuracy", "balanced accuracy"], title, baseline=True, error_cols=sd), "results.png")
+    fmt = {c: ".3f" for c in table.columns if "accuracy" in c} | {"errors": ".1f" if sd else ".0f"}
+    md = rec.finish(table, formats=fmt, extra={"data": described, "seeds": seeds, "n_valid": n_valid, "classes": vocab})
     print(md)
-    print(f"wrote {rec.out}/results.csv, results.md, pairs.csv, history.csv, results.png, config.json")
+    print(f"wrote {rec.out}/results.csv, results.md, runs.csv, pairs.csv, history.csv, results.png, config.json")
     return 0
 
 

@@ -11,17 +11,19 @@ __all__ = ["plot_bars"]
 
 
 def plot_bars(table: pd.DataFrame, label_col: str, value_cols: Sequence[str], title: str, baseline: bool = False,
-              xlim: tuple[float, float] = (0.0, 1.0)):  # fmt: skip
+              xlim: tuple[float, float] = (0.0, 1.0), error_cols: Sequence[str] | None = None):  # fmt: skip
     """Horizontal bars of ``value_cols`` (scores in ``xlim``) for each row, labelled by
-    ``label_col``; with ``baseline``, the first row's values as dashed lines. Returns the
-    Figure."""
+    ``label_col``; with ``baseline``, the first row's values as dashed lines; with
+    ``error_cols`` (one per value column, e.g. standard deviations over seeds), error bars
+    of that half-width. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) * max(1, len(value_cols) / 2) + 1.2))
     y = np.arange(len(table))
     h = 0.8 / len(value_cols)
     for i, col in enumerate(value_cols):
-        ax.barh(y - 0.4 + h * (i + 0.5), table[col], height=h, label=col, color=f"C{i}")
+        err = None if error_cols is None else table[error_cols[i]]
+        ax.barh(y - 0.4 + h * (i + 0.5), table[col], height=h, label=col, color=f"C{i}", xerr=err, capsize=2)
         if baseline:
             ax.axvline(table[col].iloc[0], color=f"C{i}", lw=0.8, ls="--")
     ax.set_yticks(y, [str(v) for v in table[label_col]])
