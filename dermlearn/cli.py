@@ -96,10 +96,8 @@ def _learner_for(args: argparse.Namespace, data):
     from .models import create_model
 
     dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar)
-    if args.loss == "bce":
-        loss = BCEWithLogitsOneHot(weight=dls.class_weights if args.balance == "loss" else None)
-    else:
-        loss = CrossEntropy(weight=dls.class_weights if args.balance == "loss" else None)
+    weight = data.class_weights(power=args.weight_power) if args.balance == "loss" else None
+    loss = BCEWithLogitsOneHot(weight=weight) if args.loss == "bce" else CrossEntropy(weight=weight)
     pretrained = args.pretrained if args.pretrained not in (None, "none") else False
     pretrained = True if pretrained == "imagenet" else pretrained
     model = create_model(args.arch, data.c, pretrained=pretrained)
@@ -282,6 +280,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bs", type=int, default=32, help="batch size (default: %(default)s)")
     g.add_argument("--loss", choices=["ce", "bce"], default="ce", help="cross-entropy, or the study's BCE-with-logits on one-hot targets")
     g.add_argument("--balance", choices=["none", "static", "dynamic", "loss"], default="dynamic", help="class balancing (default: %(default)s)")
+    g.add_argument("--weight-power", type=float, default=1.0, metavar="P",
+                   help="with --balance loss: class weights 1/n**P; 0.5 is milder, for rare classes with few images (default: %(default)s)")  # fmt: skip
     g.add_argument("--out", default="dermlearn-out", help="output folder (default: %(default)s)")
     g.add_argument("--no-bar", action="store_true", help="no progress bars")
 

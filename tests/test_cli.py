@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from dermlearn.cli import main
 
@@ -49,6 +50,27 @@ def _folder(tmp_path, n=90):
 
     synthetic_folder(tmp_path / "imgs", n=n, size=40, n_classes=3)
     return tmp_path / "imgs"
+
+
+def test_loss_balancing_takes_the_weight_power(tmp_path, monkeypatch):
+    import dermlearn as dl
+    from dermlearn.cli import _learner_for, build_parser
+    from dermlearn.cli_data import data_from_args
+
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path)
+    rare = sorted(p for p in imgs.iterdir() if p.is_dir())[0]
+    for f in sorted(rare.iterdir())[4:]:  # keep 4 images of the first class
+        f.unlink()
+    args = build_parser().parse_args(["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "32", "--balance", "loss",
+                                      "--weight-power", "0.5", "--no-bar"])  # fmt: skip
+    data = data_from_args(args)
+    y = data.y[data.indices("train")]
+    learn = _learner_for(args, data)
+    torch.testing.assert_close(learn.loss_func.weight, dl.inverse_frequency_weights(y, 3, power=0.5))
+    assert learn.loss_func.weight[0] > learn.loss_func.weight[1]  # the rare class weighs more
+    args.weight_power = 1.0
+    torch.testing.assert_close(_learner_for(args, data).loss_func.weight, dl.inverse_frequency_weights(y, 3))
 
 
 def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
