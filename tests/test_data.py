@@ -324,6 +324,20 @@ def test_dynamic_balance_moves_weight_to_weak_classes(folder_data):
     assert w[0] == pytest.approx(0.1 / 2.3) and np.allclose(hist[1], w)
 
 
+def test_dynamic_balance_momentum_damps_the_weights(folder_data):
+    dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
+    dls.cbs = [dl.DynamicBalance(momentum=0.5)]
+    learn = dl.Learner(dls, AlwaysClassZero(3), progress=False, device="cpu")
+    learn.fit(3, lr=0.0)
+    new = np.array([0.1, 1.1, 1.1]) / 2.3  # recall 1 for class 0, 0 for the others, every epoch
+    hist = np.array(learn.dynamic_balance.history)
+    assert np.allclose(hist[1], 0.5 / 3 + 0.5 * new) and np.allclose(hist[2], 0.5 * hist[1] + 0.5 * new)
+    assert np.isclose(sum(hist[2]), 1.0)
+    for kw in ({"momentum": 1.0}, {"momentum": -0.1}, {"floor": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            dl.DynamicBalance(**kw)
+
+
 def test_balance_arguments(folder_data):
     static = folder_data.dls(bs=8, size=32, balance="static", progress=False)
     drawn = torch.cat([y for _, y in static.train])

@@ -148,6 +148,13 @@ class DynamicBalance(Callback):
     The training loader must sample with a :class:`ClassWeightedSampler` (``DermData``
     builds one with ``balance='dynamic'``). Weights start uniform over classes.
 
+    Args:
+        floor: Added to every class's ``1 - recall`` (> 0: no class is starved).
+        momentum: In ``[0, 1)``. The new weights are ``momentum * old + (1 - momentum) *
+            recall_weights(recall)``; 0 takes the latest recall alone. With few validation
+            images per class, recall jumps between epochs and so do the weights; a
+            momentum damps that.
+
     Attributes:
         history: The class weights used in each epoch.
     """
@@ -155,9 +162,13 @@ class DynamicBalance(Callback):
     order = 52
     run_train = False
 
-    def __init__(self, floor: float = 0.1) -> None:
+    def __init__(self, floor: float = 0.1, momentum: float = 0.0) -> None:
         super().__init__()
-        self.floor = floor
+        if floor <= 0:
+            raise ValueError(f"floor must be > 0 so that no class is starved, got {floor}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.floor, self.momentum = floor, momentum
         self.history: list[list[float]] = []
         self._total: Tensor | None = None
         self._correct: Tensor | None = None
@@ -197,7 +208,8 @@ class DynamicBalance(Callback):
         recall = (correct / total).cpu().numpy()  # NaN for classes absent from validation
         sampler = self._sampler()
         recall = recall[: sampler.n_classes]
-        sampler.set_class_weights(recall_weights(recall, self.floor))
+        new = recall_weights(recall, self.floor)
+        sampler.set_class_weights(self.momentum * sampler.class_weights + (1.0 - self.momentum) * new)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

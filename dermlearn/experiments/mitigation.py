@@ -1,6 +1,7 @@
 """The study's mitigation factors as an ablation (PAD-UFES-20): class balancing (none /
-static / dynamic / loss weights 1/n, 1/sqrt(n) or by effective numbers), field-of-view crop
-to the lesion, automatic gamma, illumination correction and Shades of Gray colour constancy.
+static / dynamic, with or without momentum / loss weights 1/n, 1/sqrt(n) or by effective
+numbers), field-of-view crop to the lesion, automatic gamma, illumination correction and
+Shades of Gray colour constancy.
 
 Every arm trains the same architecture for the same epochs from the same initial weights,
 on the same split (grouped by patient) and seed; one factor differs from the baseline
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import DermData
+from ..data import DermData, DynamicBalance
 from ..learner import Learner
 from ..losses import CrossEntropy
 from ..metrics import accuracy, balanced_accuracy, confusion_matrix
@@ -36,19 +37,22 @@ from .record import Record
 
 class Arm(NamedTuple):
     """One arm of the ablation: how it balances, which corrections it applies, whether it
-    trains on lesion crops, and (for ``balance='loss'``) the loss weights'
-    :func:`~dermlearn.inverse_frequency_weights` options."""
+    trains on lesion crops, for ``balance='loss'`` the loss weights'
+    :func:`~dermlearn.inverse_frequency_weights` options, for ``balance='dynamic'`` the
+    :class:`~dermlearn.DynamicBalance` momentum."""
 
     balance: str = "none"
     corrections: tuple[type, ...] = ()
     crop: bool = False
     weights: dict[str, float] | None = None
+    momentum: float = 0.0  # DynamicBalance's, for balance='dynamic'
 
 
 ARMS: dict[str, Arm] = {
     "baseline (none)": Arm(),
     "balance: static": Arm("static"),
     "balance: dynamic": Arm("dynamic"),
+    "balance: dynamic, momentum 0.7": Arm("dynamic", momentum=0.7),
     "balance: loss-weighted 1/n": Arm("loss", weights={"power": 1.0}),
     "balance: loss-weighted 1/sqrt(n)": Arm("loss", weights={"power": 0.5}),
     "balance: loss-weighted effective n (beta 0.99)": Arm("loss", weights={"power": 1.0, "beta": 0.99}),
@@ -77,6 +81,8 @@ def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.
     source = crops if spec.crop else data
     dls = source.dls(bs=args.bs, size=args.size, seed=seed, balance=spec.balance, progress=False,
                      tfms=[c() for c in spec.corrections])  # fmt: skip
+    if spec.balance == "dynamic":
+        dls.cbs = [DynamicBalance(momentum=spec.momentum)]
     loss = CrossEntropy(weight=source.class_weights(**spec.weights) if spec.balance == "loss" else None)
     torch.manual_seed(seed)
     learn = Learner(dls, copy.deepcopy(init), loss_func=loss, metrics=[accuracy, balanced_accuracy], progress=False)
