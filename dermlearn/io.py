@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -24,12 +25,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """Call ``write(f)`` on a temporary binary file and move it to ``path`` atomically.
 
     The parent folder is created when missing. On any error the temporary file is removed
-    and ``path`` is untouched.
+    and ``path`` is untouched. The new file gets the permissions a plain ``open(path, 'w')``
+    would give: those of the file it replaces, or ``0o666`` less the umask (a temporary
+    file's private ``0o600`` would hide models and results from the rest of a team).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -48,6 +53,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     except OSError:
         pass
     return path
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temporary file beside ``path``, created with mode ``0o666`` (the umask
+    applies); returns its descriptor and name."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 
@@ -97,6 +100,25 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         atomic_write(target, bad)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    from dermlearn.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        fresh = atomic_write_text("a", tmp_path / "new.json")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # readable by the team, as open() would make it
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_write_text("b", tmp_path / "private.json").stat().st_mode) == 0o600
+        kept = tmp_path / "kept.json"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text("new", kept)  # replacing a file keeps its mode
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
+    finally:
+        os.umask(old)
 
 
 def test_bad_tracker_args():
