@@ -22,7 +22,8 @@ class RecipeResult:
 
 
 def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: int = 2, cycles: int = 2,
-                 patience: int = 2, extra_cbs=(), log=print, lr_find_iters: int = 100) -> RecipeResult:  # fmt: skip
+                 patience: int = 2, extra_cbs=(), log=print, lr_find_iters: int = 100,
+                 suggestion: str | None = None) -> RecipeResult:  # fmt: skip
     """Train ``learn`` as the study did.
 
     With pretrained weights: LR range test on the frozen body (fastai's ``valley``), the new
@@ -31,7 +32,12 @@ def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: 
     validation loss (best weights restored). From random initialisation there is no
     pretrained body to protect: LR range test (the larger of Smith's ``minimum`` rule and
     ``valley``), then all layers with SGDR and early stopping.
+
+    ``suggestion`` (``'valley'``, ``'minimum'`` or ``'max'`` of the two) overrides that
+    choice of the range test's rate; ``lr`` skips the range test.
     """
+    if suggestion not in (None, "valley", "minimum", "max"):
+        raise ValueError(f"suggestion must be 'valley', 'minimum', 'max' or None, got {suggestion!r}")
     if pretrained:
         learn.freeze()
     res = None
@@ -39,7 +45,9 @@ def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: 
         res = learn.lr_find(num_it=lr_find_iters, suggest_funcs=(valley, minimum), show_plot=False)
         # pretrained: fastai's valley. From scratch: the larger of Smith's "minimum" rule and
         # valley (minimum alone can land on the first noisy iterations of a short sweep)
-        lr = res.suggestions["valley"] if pretrained else max(res.suggestions["minimum"], res.suggestions["valley"])
+        rule = suggestion or ("valley" if pretrained else "max")
+        sugg = res.suggestions
+        lr = max(sugg["minimum"], sugg["valley"]) if rule == "max" else sugg[rule]
         log("lr_find: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr {lr:.2e}")
     out = RecipeResult(lr=float(lr), lr_find=res)
     es = EarlyStopping(monitor="valid_loss", patience=patience, restore_best_weights=True)

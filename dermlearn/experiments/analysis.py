@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-count", type=int, default=5, help="pairs with at least this many errors (default: %(default)s)")
     ap.add_argument("--pairs", type=int, default=3, help="galleries for this many leading pairs (default: %(default)s)")
     ap.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
+    ap.add_argument("--suggestion", choices=["valley", "minimum", "max"], default=None,
+                    help="the range test's rate to train at (default: the recipe's, the larger of valley and minimum)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="simple_cnn at 64 px, 2 SGDR cycles, pairs with at least 2 errors")
     ap.add_argument("--out", default="results/analysis", help="output folder (default: %(default)s)")
     args = parse_args(ap, argv, {"arch": "simple_cnn", "size": 64, "cycles": 2, "min_count": 2})
@@ -57,7 +59,8 @@ def main(argv=None) -> int:
         torch.manual_seed(args.seed)
         learn = Learner(dls, create_model(args.arch, data.c), loss_func=BCEWithLogitsOneHot(),
                         metrics=[accuracy, balanced_accuracy], progress=False)  # fmt: skip
-        res = study_recipe(learn, pretrained=False, cycles=args.cycles, lr_find_iters=30 if args.quick else 100)
+        res = study_recipe(learn, pretrained=False, cycles=args.cycles, lr_find_iters=30 if args.quick else 100,
+                           suggestion=args.suggestion)  # fmt: skip
         rec.add_history(res.history)
         rec.save_figure(res.lr_find.plot(), "lr_find.png")
         trained = {"lr": res.lr, "lr_find": res.lr_find.suggestions, "epochs": len(res.history)}
