@@ -1,5 +1,6 @@
 """Class balancing: static oversampling, per-epoch weighted sampling (rank-aware), dynamic
-re-weighting from validation recall (the study's "dynamic beats static"), loss weights."""
+re-weighting from validation recall (the study found dynamic better than static; measured
+here in docs/experiments.md), loss weights."""
 
 from __future__ import annotations
 
