@@ -106,9 +106,10 @@ def test_study_recipe_trains_at_the_suggestion_it_is_asked_for():
     from dermlearn.recipes import study_recipe
 
     logs = []
-    res = study_recipe(tiny_learner(), pretrained=False, cycles=1, lr_find_iters=40, suggestion="valley", log=logs.append)
-    assert res.lr == res.lr_find.suggestions["valley"] and f"-> lr {res.lr:.2e}" in logs[0]
+    res = study_recipe(tiny_learner(), pretrained=False, cycles=1, lr_find_iters=40, suggestion="max", log=logs.append)
+    sugg = res.lr_find.suggestions
+    assert sugg["minimum"] > sugg["valley"] and res.lr == sugg["minimum"] and f"-> lr {res.lr:.2e}" in logs[0]
     default = study_recipe(tiny_learner(), pretrained=False, cycles=1, lr_find_iters=40, log=logs.append)
-    assert default.lr == max(default.lr_find.suggestions.values())  # from scratch: the larger of valley and minimum
+    assert default.lr == default.lr_find.suggestions["valley"]  # from scratch too
     with pytest.raises(ValueError, match="suggestion"):
         study_recipe(tiny_learner(), pretrained=False, suggestion="steep")

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=3, help="galleries for this many leading pairs (default: %(default)s)")
     ap.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
     ap.add_argument("--suggestion", choices=["valley", "minimum", "max"], default=None,
-                    help="the range test's rate to train at (default: the recipe's, the larger of valley and minimum)")  # fmt: skip
+                    help="the range test's rate to train at (default: the recipe's, valley)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="simple_cnn at 64 px, 2 SGDR cycles, pairs with at least 2 errors")
     ap.add_argument("--out", default="results/analysis", help="output folder (default: %(default)s)")
     args = parse_args(ap, argv, {"arch": "simple_cnn", "size": 64, "cycles": 2, "min_count": 2})

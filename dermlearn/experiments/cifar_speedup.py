@@ -6,7 +6,7 @@
   rates ``slice(lr / 10, lr)``, same early stop at the target. The learning rate is the
   range test's ``valley`` by default (the study's "point of inflexion" of the loss);
   ``--suggestion max`` takes the larger of Smith's ``minimum`` rule and ``valley``, as
-  the library's recipe does from random initialisation.
+  the library's recipe did from random initialisation until that diverged on BCE.
 
 Both start from the same initial weights and data. Reports, per architecture, the final
 accuracy, the wall time to the target, and ``eta = T_baseline / T_recipe`` measured in the
