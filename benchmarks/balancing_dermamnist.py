@@ -4,7 +4,7 @@ merit for imbalanced data), accuracy and time per arm on the official validation
 sets.
 
 DermaMNIST is strongly imbalanced (nv is 67% of the training set). ``static`` oversamples
-every class to the size of the largest once, so its epochs are ~6.7x longer; the time
+every class to the size of the largest once, so its epochs are ~4.7x longer; the time
 column says so. ``dynamic`` re-weights classes each epoch from validation recall.
 
     python benchmarks/balancing_dermamnist.py [--epochs 6] [--arch simple_cnn] [--seed 0]
