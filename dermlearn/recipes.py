@@ -21,6 +21,17 @@ class RecipeResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+RATE_RULES = ("valley", "minimum", "max")
+
+
+def rate_from(suggestions: dict[str, float], rule: str) -> float:
+    """The learning rate a range test's ``valley`` and ``minimum`` suggestions give under
+    ``rule``: one of them, or ``'max'``, the larger of the two."""
+    if rule not in RATE_RULES:
+        raise ValueError(f"suggestion must be one of {', '.join(RATE_RULES)}, got {rule!r}")
+    return max(suggestions["minimum"], suggestions["valley"]) if rule == "max" else suggestions[rule]
+
+
 def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: int = 2, cycles: int = 2,
                  patience: int = 2, extra_cbs=(), log=print, lr_find_iters: int = 100,
                  suggestion: str | None = None) -> RecipeResult:  # fmt: skip
@@ -36,8 +47,8 @@ def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: 
     ``suggestion`` (``'valley'``, ``'minimum'`` or ``'max'`` of the two) overrides that
     choice of the range test's rate; ``lr`` skips the range test.
     """
-    if suggestion not in (None, "valley", "minimum", "max"):
-        raise ValueError(f"suggestion must be 'valley', 'minimum', 'max' or None, got {suggestion!r}")
+    if suggestion not in (None, *RATE_RULES):  # before any training
+        raise ValueError(f"suggestion must be None or one of {', '.join(RATE_RULES)}, got {suggestion!r}")
     if pretrained:
         learn.freeze()
     res = None
@@ -47,9 +58,7 @@ def study_recipe(learn, pretrained: bool, lr: float | None = None, head_cycles: 
         # was tried: with BCE-with-logits the sweep's loss keeps falling to high rates (the
         # biases learn the class prior), minimum came out 4-10x valley and the first epoch
         # diverged (PAD-UFES-20, 2 seeds: accuracy 0.39 / 0.32 against valley's 0.51 / 0.40)
-        rule = suggestion or "valley"
-        sugg = res.suggestions
-        lr = max(sugg["minimum"], sugg["valley"]) if rule == "max" else sugg[rule]
+        lr = rate_from(res.suggestions, suggestion or "valley")
         log("lr_find: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr {lr:.2e}")
     out = RecipeResult(lr=float(lr), lr_find=res)
     es = EarlyStopping(monitor="valid_loss", patience=patience, restore_best_weights=True)

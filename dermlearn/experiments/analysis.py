@@ -23,7 +23,7 @@ from ..learner import Learner
 from ..losses import BCEWithLogitsOneHot
 from ..metrics import accuracy, balanced_accuracy
 from ..models import create_model
-from ..recipes import study_recipe
+from ..recipes import RATE_RULES, study_recipe
 from .options import parse_args
 from .record import Record
 
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-count", type=int, default=5, help="pairs with at least this many errors (default: %(default)s)")
     ap.add_argument("--pairs", type=int, default=3, help="galleries for this many leading pairs (default: %(default)s)")
     ap.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
-    ap.add_argument("--suggestion", choices=["valley", "minimum", "max"], default=None,
+    ap.add_argument("--suggestion", choices=RATE_RULES, default=None,
                     help="the range test's rate to train at (default: the recipe's, valley)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="simple_cnn at 64 px, 2 SGDR cycles, pairs with at least 2 errors")
     ap.add_argument("--out", default="results/analysis", help="output folder (default: %(default)s)")

@@ -32,6 +32,7 @@ from ..losses import BCEWithLogitsOneHot
 from ..lr_finder import minimum, valley
 from ..metrics import accuracy
 from ..models import create_model
+from ..recipes import RATE_RULES, rate_from
 from .options import parse_args
 from .record import Record
 
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--target", type=float, default=0.9)
     ap.add_argument("--max-epochs", type=int, default=31, help="budget per arm (SGDR 1+2+4+8+16)")
     ap.add_argument("--base-lr", type=float, default=1e-4, help="the baseline's fixed learning rate")
-    ap.add_argument("--suggestion", choices=["valley", "minimum", "max"], default="valley",
+    ap.add_argument("--suggestion", choices=RATE_RULES, default="valley",
                     help="the recipe's learning rate from the range test: valley, minimum (Smith's: a tenth of the "
                          "loss minimum) or the larger of the two (default: %(default)s)")
     ap.add_argument("--size", type=int, default=32)
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
             else:
                 res = learn.lr_find(num_it=50, suggest_funcs=(valley, minimum), show_plot=False)
                 sugg = res.suggestions
-                lr = max(sugg["valley"], sugg["minimum"]) if args.suggestion == "max" else sugg[args.suggestion]
+                lr = rate_from(sugg, args.suggestion)
                 print(f"[{arch}] lr_find: valley={sugg['valley']:.2e}, minimum={sugg['minimum']:.2e} -> lr {lr:.2e}")
                 learn.fit_sgdr(cycles, 1, lr_max=slice(lr / 10, lr), cycle_mult=2, cbs=[stop])
             acc = learn.recorder.values[-1]["accuracy"]
