@@ -34,7 +34,7 @@ def main() -> None:
     print(data.counts().T.to_string())
     test_dl = data.test_dl(size=args.size, presize=args.size)
     rows = []
-    arms = {"none": ("none", None), "static": ("static", None), "dynamic": ("dynamic", None),
+    arms = {"none": ("none", None), "static": ("static", None), "resample": ("resample", None), "dynamic": ("dynamic", None),
             "loss 1/n": ("loss", {}), "loss 1/sqrt(n)": ("loss", {"power": 0.5}),
             "loss effective n (beta 0.999)": ("loss", {"beta": 0.999})}  # fmt: skip
     for name, (balance, weights) in arms.items():

@@ -73,6 +73,15 @@ def test_loss_balancing_takes_the_weight_power(tmp_path, monkeypatch):
     torch.testing.assert_close(_learner_for(args, data).loss_func.weight, dl.inverse_frequency_weights(y, 3))
 
 
+def test_every_balancing_of_the_library_is_a_cli_choice():
+    from dermlearn.cli import build_parser
+    from dermlearn.data.dermdata import BALANCE
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    (balance,) = [a for a in train._actions if a.dest == "balance"]
+    assert tuple(balance.choices) == BALANCE and balance.default in BALANCE
+
+
 def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     imgs = _folder(tmp_path)

@@ -338,6 +338,24 @@ def test_dynamic_balance_momentum_damps_the_weights(folder_data):
             dl.DynamicBalance(**kw)
 
 
+def test_resample_draws_class_balanced_epochs_of_the_training_size(tmp_path):
+    synthetic_folder(tmp_path, n=90, size=24)
+    rare = sorted(p for p in tmp_path.iterdir() if p.is_dir())[0]
+    for f in sorted(rare.iterdir())[6:]:  # 6 images left in the first class, about 30 in the others
+        f.unlink()
+    data = dl.DermData.from_folder(tmp_path)
+    n_train = len(data.indices("train"))
+    dls = data.dls(bs=8, size=16, balance="resample", progress=False, cache_dir=False)
+    assert dls.cbs == [] and len(dls.train) == n_train // 8  # no callback; epochs as long as unbalanced ones
+    epochs = [torch.cat([y for _, y in dls.train]) for _ in range(25)]
+    assert not torch.equal(epochs[0], epochs[1])  # a fresh draw every epoch
+    share = torch.bincount(torch.cat(epochs), minlength=3).double() / sum(len(e) for e in epochs)
+    plain = torch.bincount(torch.from_numpy(data.y[data.indices("train")]), minlength=3).double() / n_train
+    assert plain[0] < 0.15 and torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.06)
+    again = data.dls(bs=8, size=16, balance="resample", progress=False, cache_dir=False)
+    assert torch.equal(torch.cat([y for _, y in again.train]), epochs[0])  # seeded
+
+
 def test_balance_arguments(folder_data):
     static = folder_data.dls(bs=8, size=32, balance="static", progress=False)
     drawn = torch.cat([y for _, y in static.train])

@@ -39,7 +39,7 @@ from .splits import grouped_split, stratified_split
 
 __all__ = ["DermData"]
 
-BALANCE = ("none", "static", "dynamic", "loss")
+BALANCE = ("none", "static", "resample", "dynamic", "loss")
 
 
 class DermData:
@@ -295,7 +295,10 @@ class DermData:
             presize: Cached side ``P`` (default ``round(1.25 * size)``, at least ``size``).
             augment: True for :class:`BatchAugment` defaults, a configured
                 :class:`BatchAugment`, or False.
-            balance: ``'none'``; ``'static'`` (oversample to equal class counts once);
+            balance: ``'none'``; ``'static'`` (oversample to equal class counts once:
+                a fixed index list, ``C * max(n_c)`` items per epoch); ``'resample'``
+                (each epoch a fresh class-balanced draw, with replacement, of as many items
+                as the training set has: epochs cost what unbalanced ones do);
                 ``'dynamic'`` (per-epoch sampling weights from validation recall: add
                 ``dls.cbs`` to the Learner); ``'loss'`` (uniform sampling; use
                 ``CrossEntropy(weight=dls.class_weights)``).
@@ -343,10 +346,11 @@ class DermData:
         cbs: list = []
         if balance == "static":
             train_dl = TensorLoader(train_items, bs, shuffle=True, drop_last=True, index=oversample_indices(train_items.labels.numpy(), seed), seed=seed, pin_memory=pin)
-        elif balance == "dynamic":
+        elif balance in ("resample", "dynamic"):  # both start from class-uniform weights; dynamic then moves them
             sampler = ClassWeightedSampler(train_items.labels.numpy(), seed=seed, **_dist_rank())
             train_dl = TensorLoader(train_items, bs, drop_last=True, sampler=sampler, seed=seed, pin_memory=pin)
-            cbs.append(DynamicBalance())
+            if balance == "dynamic":
+                cbs.append(DynamicBalance())
         else:
             train_dl = TensorLoader(train_items, bs, shuffle=True, drop_last=len(tr) > bs, seed=seed, pin_memory=pin)
         valid_dl = TensorLoader(valid_items, bs * 2, pin_memory=pin)

@@ -1,5 +1,5 @@
-"""Class balancing: static oversampling, per-epoch weighted sampling (rank-aware), dynamic
-re-weighting from validation recall (the study found dynamic better than static; measured
+"""Class balancing: static oversampling, per-epoch class-weighted sampling (rank-aware; class
+-uniform for ``balance='resample'``), dynamic re-weighting from validation recall (the study found dynamic better than static; measured
 here in docs/experiments.md), loss weights."""
 
 from __future__ import annotations

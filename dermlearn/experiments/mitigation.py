@@ -51,6 +51,7 @@ class Arm(NamedTuple):
 ARMS: dict[str, Arm] = {
     "baseline (none)": Arm(),
     "balance: static": Arm("static"),
+    "balance: resample": Arm("resample"),
     "balance: dynamic": Arm("dynamic"),
     "balance: dynamic, momentum 0.7": Arm("dynamic", momentum=0.7),
     "balance: loss-weighted 1/n": Arm("loss", weights={"power": 1.0}),
