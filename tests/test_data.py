@@ -324,6 +324,33 @@ def test_dynamic_balance_moves_weight_to_weak_classes(folder_data):
     assert w[0] == pytest.approx(0.1 / 2.3) and np.allclose(hist[1], w)
 
 
+class ClassZeroInTrainingOneInEval(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.c) + self.w
+        out[:, 0 if self.training else 1] += 10
+        return out
+
+
+def test_dynamic_balance_reads_recall_from_the_chosen_source(folder_data):
+    weights = {}
+    for source in ("train", "valid"):
+        dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
+        dls.cbs = [dl.DynamicBalance(source=source)]
+        learn = dl.Learner(dls, ClassZeroInTrainingOneInEval(3), progress=False, device="cpu")
+        learn.fit(1, lr=0.0)
+        weights[source] = dls.train.sampler.class_weights
+    # in training the model is right on class 0 only, on the validation set on class 1 only
+    assert np.allclose(weights["train"], np.array([0.1, 1.1, 1.1]) / 2.3)
+    assert np.allclose(weights["valid"], np.array([1.1, 0.1, 1.1]) / 2.3)
+    with pytest.raises(ValueError, match="source"):
+        dl.DynamicBalance(source="test")
+
+
 def test_dynamic_balance_momentum_damps_the_weights(folder_data):
     dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
     dls.cbs = [dl.DynamicBalance(momentum=0.5)]

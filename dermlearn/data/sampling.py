@@ -143,8 +143,9 @@ class ClassWeightedSampler:
 
 
 class DynamicBalance(Callback):
-    """Re-weight the training sampler every epoch from the previous epoch's per-class
-    validation recall (see :func:`recall_weights`).
+    """Re-weight the training sampler every epoch from the per-class recall of the epoch
+    just run (see :func:`recall_weights`): on the validation set (the default) or on the
+    training batches.
 
     The training loader must sample with a :class:`ClassWeightedSampler` (``DermData``
     builds one with ``balance='dynamic'``). Weights start uniform over classes.
@@ -155,21 +156,28 @@ class DynamicBalance(Callback):
             recall_weights(recall)``; 0 takes the latest recall alone. With few validation
             images per class, recall jumps between epochs and so do the weights; a
             momentum damps that.
+        source: ``'valid'``: recall on the validation set, after it is evaluated (which
+            makes validation metrics an optimistic estimate: the weights were tuned on
+            them). ``'train'``: recall of the training batches' predictions during the
+            epoch (augmented inputs, the model as it changes; no extra forward pass and
+            no validation images used), computed before validation.
 
     Attributes:
         history: The class weights used in each epoch.
     """
 
     order = 52
-    run_train = False
 
-    def __init__(self, floor: float = 0.1, momentum: float = 0.0) -> None:
+    def __init__(self, floor: float = 0.1, momentum: float = 0.0, source: str = "valid") -> None:
         super().__init__()
         if floor <= 0:
             raise ValueError(f"floor must be > 0 so that no class is starved, got {floor}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.floor, self.momentum = floor, momentum
+        if source not in ("valid", "train"):
+            raise ValueError(f"source must be 'valid' or 'train', got {source!r}")
+        self.floor, self.momentum, self.source = floor, momentum, source
+        self.run_train, self.run_valid = source == "train", source == "valid"  # which batches after_loss counts
         self.history: list[list[float]] = []
         self._total: Tensor | None = None
         self._correct: Tensor | None = None
@@ -187,10 +195,6 @@ class DynamicBalance(Callback):
         self.history.append(self._sampler().class_weights.tolist())
         self._total = self._correct = None
 
-    def before_validate(self) -> None:
-        self._correct: Tensor | None = None
-        self._total: Tensor | None = None
-
     def after_loss(self) -> None:
         learn = self.learn
         c = learn.pred.shape[1]
@@ -202,7 +206,19 @@ class DynamicBalance(Callback):
         self._total = total if self._total is None else self._total + total
         self._correct = correct if self._correct is None else self._correct + correct
 
+    def before_validate(self) -> None:
+        if self.source == "valid":
+            self._total = self._correct = None
+
+    def after_train(self) -> None:
+        if self.source == "train":
+            self._update()
+
     def after_validate(self) -> None:
+        if self.source == "valid":
+            self._update()
+
+    def _update(self) -> None:
         if self._total is None:
             return
         total, correct = self.learn.all_reduce_sum(self._total), self.learn.all_reduce_sum(self._correct)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,13 +39,13 @@ class Arm(NamedTuple):
     """One arm of the ablation: how it balances, which corrections it applies, whether it
     trains on lesion crops, for ``balance='loss'`` the loss weights'
     :func:`~dermlearn.inverse_frequency_weights` options, for ``balance='dynamic'`` the
-    :class:`~dermlearn.DynamicBalance` momentum."""
+    :class:`~dermlearn.DynamicBalance` options."""
 
     balance: str = "none"
     corrections: tuple[type, ...] = ()
     crop: bool = False
     weights: dict[str, float] | None = None
-    momentum: float = 0.0  # DynamicBalance's, for balance='dynamic'
+    dynamic: dict[str, Any] | None = None
 
 
 ARMS: dict[str, Arm] = {
@@ -53,7 +53,8 @@ ARMS: dict[str, Arm] = {
     "balance: static": Arm("static"),
     "balance: resample": Arm("resample"),
     "balance: dynamic": Arm("dynamic"),
-    "balance: dynamic, momentum 0.7": Arm("dynamic", momentum=0.7),
+    "balance: dynamic, momentum 0.7": Arm("dynamic", dynamic={"momentum": 0.7}),
+    "balance: dynamic from training recall": Arm("dynamic", dynamic={"source": "train"}),
     "balance: loss-weighted 1/n": Arm("loss", weights={"power": 1.0}),
     "balance: loss-weighted 1/sqrt(n)": Arm("loss", weights={"power": 0.5}),
     "balance: loss-weighted effective n (beta 0.99)": Arm("loss", weights={"power": 1.0, "beta": 0.99}),
@@ -83,7 +84,7 @@ def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.
     dls = source.dls(bs=args.bs, size=args.size, seed=seed, balance=spec.balance, progress=False,
                      tfms=[c() for c in spec.corrections])  # fmt: skip
     if spec.balance == "dynamic":
-        dls.cbs = [DynamicBalance(momentum=spec.momentum)]
+        dls.cbs = [DynamicBalance(**(spec.dynamic or {}))]
     loss = CrossEntropy(weight=source.class_weights(**spec.weights) if spec.balance == "loss" else None)
     torch.manual_seed(seed)
     learn = Learner(dls, copy.deepcopy(init), loss_func=loss, metrics=[accuracy, balanced_accuracy], progress=False)
