@@ -34,13 +34,14 @@ def _synthetic(tmp_path):
                       cbs=[dl.Checkpoint(tmp_path / "ck.pth")])  # fmt: skip
 
 
-def _dermdata(tmp_path):
+def _dermdata(tmp_path, source="valid"):
     from .test_data import synthetic_folder
 
     if not (tmp_path / "imgs").exists():
         synthetic_folder(tmp_path / "imgs", n=60, size=40, n_classes=3)
     data = dl.DermData.from_folder(tmp_path / "imgs")
     dls = data.dls(bs=8, size=32, balance="dynamic", progress=False, cache_dir=False)  # augmentation + dynamic sampler
+    dls.cbs = [dl.DynamicBalance(source=source)]
     dl.set_seed(0)
     return dl.Learner(dls, dl.create_model("simple_cnn", 3), metrics=[dl.accuracy], progress=False, device="cpu",
                       cbs=[dl.Checkpoint(tmp_path / "ck.pth"), dl.EarlyStopping(patience=5)])  # fmt: skip
@@ -51,7 +52,12 @@ def _history(learn):
     return [{k: v for k, v in row.items() if k != "time"} for row in r.values], r.losses, r.lrs
 
 
-@pytest.mark.parametrize("make", [_synthetic, _dermdata], ids=["torch-dataloader", "dermdata-augment-dynamic"])
+def _dermdata_train_recall(tmp_path):
+    return _dermdata(tmp_path, source="train")
+
+
+@pytest.mark.parametrize("make", [_synthetic, _dermdata, _dermdata_train_recall],
+                         ids=["torch-dataloader", "dermdata-augment-dynamic", "dermdata-dynamic-train-recall"])  # fmt: skip
 def test_interrupted_and_resumed_equals_uninterrupted(make, tmp_path):
     full = make(tmp_path)
     full.fit_sgdr(2, 1, lr_max=3e-3)  # 3 epochs

@@ -2,8 +2,8 @@
 served by fast in-memory loaders with batched augmentation on the device.
 
     data = DermData.pad_ufes_20()                 # grouped by patient, 5:1
-    dls = data.dls(bs=32, size=128, balance="dynamic")
-    learn = Learner(dls, create_model("resnet34", data.c), cbs=dls.cbs)
+    dls = data.dls(bs=32, size=128, balance="static")
+    learn = Learner(dls, create_model("resnet34", data.c))
 
 Labels use a vocabulary with a stable order (``classes=``, or sorted names). Splits: an
 explicit ``valid`` column / index list, else grouped by ``group_col`` when given (PAD-UFES-20:
@@ -299,8 +299,10 @@ class DermData:
                 a fixed index list, ``C * max(n_c)`` items per epoch); ``'resample'``
                 (each epoch a fresh class-balanced draw, with replacement, of as many items
                 as the training set has: epochs cost what unbalanced ones do);
-                ``'dynamic'`` (per-epoch sampling weights from validation recall: add
-                ``dls.cbs`` to the Learner); ``'loss'`` (uniform sampling; use
+                ``'dynamic'`` (per-epoch sampling weights from validation recall, by the
+                :class:`DynamicBalance` in ``dls.cbs``, which the Learner adds; set
+                ``dls.cbs = [DynamicBalance(source='train')]`` before building it to read
+                the training batches' recall); ``'loss'`` (uniform sampling; use
                 ``CrossEntropy(weight=dls.class_weights)``).
             seed: Shuffling/augmentation seed (default: the data's seed).
             device: Device of the cached images when ``cache_on_device``.

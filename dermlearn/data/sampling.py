@@ -1,6 +1,6 @@
-"""Class balancing: static oversampling, per-epoch class-weighted sampling (rank-aware; class
--uniform for ``balance='resample'``), dynamic re-weighting from validation recall (the study found dynamic better than static; measured
-here in docs/experiments.md), loss weights."""
+"""Class balancing: static oversampling, per-epoch class-weighted sampling (rank-aware;
+class-uniform for ``balance='resample'``), dynamic re-weighting from per-class recall, loss
+weights. How they compare on PAD-UFES-20 and DermaMNIST: docs/experiments.md."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ class DynamicBalance(Callback):
         if self._total is None:
             return
         total, correct = self.learn.all_reduce_sum(self._total), self.learn.all_reduce_sum(self._correct)
-        recall = (correct / total).cpu().numpy()  # NaN for classes absent from validation
+        recall = (correct / total).cpu().numpy()  # NaN for classes absent from the counted batches
         sampler = self._sampler()
         recall = recall[: sampler.n_classes]
         new = recall_weights(recall, self.floor)
