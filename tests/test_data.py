@@ -300,22 +300,24 @@ def test_recall_weights():
         recall_weights([0.5], floor=0)
 
 
-class AlwaysClassZero(nn.Module):
-    def __init__(self, c):
+class ConstantClass(nn.Module):
+    """Predicts class ``train_class`` in training mode and ``eval_class`` in eval mode."""
+
+    def __init__(self, c, train_class=0, eval_class=0):
         super().__init__()
-        self.c = c
+        self.c, self.train_class, self.eval_class = c, train_class, eval_class
         self.w = nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
         out = torch.zeros(x.shape[0], self.c) + self.w
-        out[:, 0] += 10
+        out[:, self.train_class if self.training else self.eval_class] += 10
         return out
 
 
 def test_dynamic_balance_moves_weight_to_weak_classes(folder_data):
     dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
     assert any(isinstance(c, dl.DynamicBalance) for c in dls.cbs)
-    learn = dl.Learner(dls, AlwaysClassZero(3), progress=False, device="cpu")
+    learn = dl.Learner(dls, ConstantClass(3), progress=False, device="cpu")
     learn.fit(2, lr=0.0)
     hist = learn.dynamic_balance.history
     assert np.allclose(hist[0], 1 / 3)  # uniform at the start
@@ -324,24 +326,12 @@ def test_dynamic_balance_moves_weight_to_weak_classes(folder_data):
     assert w[0] == pytest.approx(0.1 / 2.3) and np.allclose(hist[1], w)
 
 
-class ClassZeroInTrainingOneInEval(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.c = c
-        self.w = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        out = torch.zeros(x.shape[0], self.c) + self.w
-        out[:, 0 if self.training else 1] += 10
-        return out
-
-
 def test_dynamic_balance_reads_recall_from_the_chosen_source(folder_data):
     weights = {}
     for source in ("train", "valid"):
         dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
         dls.cbs = [dl.DynamicBalance(source=source)]
-        learn = dl.Learner(dls, ClassZeroInTrainingOneInEval(3), progress=False, device="cpu")
+        learn = dl.Learner(dls, ConstantClass(3, train_class=0, eval_class=1), progress=False, device="cpu")
         learn.fit(1, lr=0.0)
         weights[source] = dls.train.sampler.class_weights
     # in training the model is right on class 0 only, on the validation set on class 1 only
@@ -354,7 +344,7 @@ def test_dynamic_balance_reads_recall_from_the_chosen_source(folder_data):
 def test_dynamic_balance_momentum_damps_the_weights(folder_data):
     dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
     dls.cbs = [dl.DynamicBalance(momentum=0.5)]
-    learn = dl.Learner(dls, AlwaysClassZero(3), progress=False, device="cpu")
+    learn = dl.Learner(dls, ConstantClass(3), progress=False, device="cpu")
     learn.fit(3, lr=0.0)
     new = np.array([0.1, 1.1, 1.1]) / 2.3  # recall 1 for class 0, 0 for the others, every epoch
     hist = np.array(learn.dynamic_balance.history)
