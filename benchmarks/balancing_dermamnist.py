@@ -36,13 +36,15 @@ def main() -> None:
     print(data.counts().T.to_string())
     test_dl = data.test_dl(size=args.size, presize=args.size)
     rows = []
-    arms = {"none": ("none", None), "static": ("static", None), "resample": ("resample", None), "dynamic": ("dynamic", None),
-            "dynamic (train recall)": ("dynamic", None), "loss 1/n": ("loss", {}), "loss 1/sqrt(n)": ("loss", {"power": 0.5}),
-            "loss effective n (beta 0.999)": ("loss", {"beta": 0.999})}  # fmt: skip
-    for name, (balance, weights) in arms.items():
+    # name: (balance, loss-weight options, DynamicBalance options)
+    arms = {"none": ("none", None, None), "static": ("static", None, None), "resample": ("resample", None, None),
+            "dynamic": ("dynamic", None, None), "dynamic (train recall)": ("dynamic", None, {"source": "train"}),
+            "loss 1/n": ("loss", {}, None), "loss 1/sqrt(n)": ("loss", {"power": 0.5}, None),
+            "loss effective n (beta 0.999)": ("loss", {"beta": 0.999}, None)}  # fmt: skip
+    for name, (balance, weights, dynamic) in arms.items():
         dls = data.dls(bs=args.bs, size=args.size, presize=args.size, balance=balance, seed=args.seed, progress=False)
-        if name == "dynamic (train recall)":
-            dls.cbs = [dl.DynamicBalance(source="train")]
+        if dynamic is not None:
+            dls.cbs = [dl.DynamicBalance(**dynamic)]
         torch.manual_seed(args.seed)
         loss = dl.CrossEntropy(weight=data.class_weights(**weights) if weights is not None else None)
         learn = dl.Learner(dls, dl.create_model(args.arch, data.c), loss_func=loss, metrics=[dl.accuracy, dl.balanced_accuracy], progress=False)
