@@ -92,7 +92,7 @@ def _save(fig, path: Path) -> None:
 def _learner_for(args: argparse.Namespace, data):
     from .learner import Learner
     from .losses import BCEWithLogitsOneHot, CrossEntropy
-    from .metrics import accuracy, balanced_accuracy
+    from .metrics import accuracy, balanced_accuracy, roc_auc
     from .models import create_model
 
     dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar)
@@ -101,7 +101,7 @@ def _learner_for(args: argparse.Namespace, data):
     pretrained = args.pretrained if args.pretrained not in (None, "none") else False
     pretrained = True if pretrained == "imagenet" else pretrained
     model = create_model(args.arch, data.c, pretrained=pretrained)
-    return Learner(dls, model, loss_func=loss, metrics=[accuracy, balanced_accuracy], path=args.out, progress=not args.no_bar)
+    return Learner(dls, model, loss_func=loss, metrics=[accuracy, balanced_accuracy, roc_auc], path=args.out, progress=not args.no_bar)
 
 
 def _train(args: argparse.Namespace) -> int:

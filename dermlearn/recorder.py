@@ -15,7 +15,8 @@ from torch import Tensor
 
 from .callback import Callback
 from .distributed import all_gather_cat
-from .metrics import metric_name
+from .losses import activation_of
+from .metrics import metric_name, takes_probabilities
 
 __all__ = ["Recorder", "smooth"]
 
@@ -128,8 +129,11 @@ class Recorder(Callback):
         out["valid_loss"] = float(total[0] / total[1]) if float(total[1]) > 0 else float("nan")
         if self.learn.metrics and self._v_preds:
             preds, targs = all_gather_cat(torch.cat(self._v_preds)), all_gather_cat(torch.cat(self._v_targs))
+            probs = None
             for m in self.learn.metrics:
-                v = m(preds, targs)
+                if takes_probabilities(m):
+                    probs = activation_of(self.learn.loss_func)(preds.float()) if probs is None else probs
+                v = m(probs if takes_probabilities(m) else preds, targs)
                 v = v.detach().cpu() if isinstance(v, Tensor) else torch.as_tensor(v)
                 out[metric_name(m)] = float(v) if v.numel() == 1 else v.tolist()
         self.last_valid = out

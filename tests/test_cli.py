@@ -106,9 +106,9 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     res = tmp_path / "interp"
     assert main(["interpret", "--model", str(out / "model.pth"), "--data", str(imgs), "--out", str(res), "--min-count", "1"]) == 0
     text = capsys.readouterr().out
-    for f in ("confusion.png", "confusion_normalized.png", "report.csv", "leading_pairs.md"):
+    for f in ("confusion.png", "confusion_normalized.png", "roc.png", "calibration.png", "report.csv", "leading_pairs.md"):
         assert (res / f).is_file(), f
-    assert "balanced accuracy" in text and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count |")
+    assert "balanced accuracy" in text and "ROC AUC" in text and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count |")
     heat, csv = tmp_path / "heat", tmp_path / "p.csv"
     (tmp_path / "bad.png").write_text("not an image")
     files = [str(p) for p in sorted(imgs.rglob("*.png"))[:3]]

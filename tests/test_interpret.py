@@ -280,6 +280,40 @@ def test_explain_and_interpretation(trained, tmp_path):
         interp.pair_cases("nope", b)
 
 
+def test_interpretation_specificity_roc_and_calibration(trained):
+    interp = dl.Interpretation.from_learner(trained)
+    cm = interp.confusion_matrix().astype(np.float64)
+    rep = interp.classification_report()
+    assert list(rep.columns) == ["precision", "recall", "specificity", "f1", "auc", "support"]
+    for c in range(5):  # specificity: of the items that are not c, the share not called c
+        not_c = interp.targets != c
+        assert rep["specificity"].iloc[c] == pytest.approx(float((interp.preds[not_c] != c).double().mean()))
+    np.testing.assert_allclose(rep["specificity"], (cm.sum() - cm.sum(1) - cm.sum(0) + np.diag(cm)) / (cm.sum() - cm.sum(1)))
+    np.testing.assert_array_equal(rep["auc"], dl.per_class_auc(interp.probs, interp.targets).numpy())
+    assert interp.roc_auc == pytest.approx(float(rep["auc"].mean())) and 0.5 < interp.roc_auc <= 1
+    # the operating point, against a search over every threshold, highest first (of equally
+    # sensitive thresholds the highest is the most specific)
+    c, want = 2, 0.9
+    p, pos = interp.probs[:, c].double(), interp.targets == c
+    best = (-1.0, None)
+    for t in [float("inf"), *p.unique().flip(0).tolist()]:
+        called = p >= t
+        spec, sens = float((~called[~pos]).double().mean()), float(called[pos].double().mean())
+        if spec >= want and sens > best[0]:
+            best = (sens, t)
+    sens, thr = interp.sensitivity_at_specificity(interp.vocab[c], want)
+    assert (sens, thr) == pytest.approx(best)
+    assert interp.sensitivity_at_specificity(c, 1.0)[0] <= sens <= interp.sensitivity_at_specificity(c, 0.0)[0] == 1.0
+    with pytest.raises(ValueError, match=r"specificity must be in \[0, 1\]"):
+        interp.sensitivity_at_specificity(c, 90)
+    fig = interp.plot_roc()
+    assert len(fig.axes[0].lines) == 5 + 1  # five classes and the chance diagonal
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == f"{interp.vocab[0]} (AUC {rep['auc'].iloc[0]:.3f})"
+    fig = interp.plot_calibration(n_bins=10)
+    assert f"ECE {interp.expected_calibration_error(10):.3f}" in fig.axes[0].get_title()
+    assert interp.expected_calibration_error(10) == pytest.approx(float(dl.expected_calibration_error(interp.probs, interp.targets, 10)))
+
+
 def test_leading_pairs_reproduce_the_study_table(paper_tables):
     labels = paper_tables["labels"]
     cm = np.array(paper_tables["confusion_dynamic_balance"])

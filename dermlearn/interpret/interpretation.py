@@ -1,7 +1,9 @@
 """``Interpretation``: where a trained classifier goes wrong, and what it looks at there.
 
 Built from a learner's predictions on a loader (the validation loader by default): the
-confusion matrix, per-class precision / recall / F1, balanced accuracy, the most confused
+confusion matrix, per-class precision / recall (sensitivity) / specificity / F1 / ROC AUC,
+balanced accuracy, ROC curves and the sensitivity reached at a given specificity, the
+calibration of the probabilities (reliability diagram, ECE), the most confused
 cells and the leading confused *pairs* (the study's analysis), the items with the highest
 loss, metrics per metadata group (e.g. skin type), and galleries of Grad-CAM and Guided
 Backprop maps for both classes of a confused pair.
@@ -17,8 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..metrics import calibration_bins, expected_calibration_error, per_class_auc, roc_curve
 from ..metrics import confusion_matrix as _confusion
-from ..plots import plot_confusion_matrix
+from ..plots import plot_confusion_matrix, plot_reliability, plot_roc_curves
 from .confusion import leading_pairs, most_confused
 from .gradcam import GradCAM
 from .guided_backprop import GuidedBackprop
@@ -78,7 +81,10 @@ class Interpretation:
         return plot_confusion_matrix(self.confusion_matrix(), self.vocab, normalize, title, ax)
 
     def classification_report(self):
-        """pandas DataFrame: precision, recall, F1 and support per class (index: class)."""
+        """pandas DataFrame, one row per class (index: class): ``precision``, ``recall``
+        (sensitivity), ``specificity`` (recall of the other classes against this one),
+        ``f1``, ``auc`` (one-vs-rest ROC AUC of the class's probability) and ``support``.
+        Recall and AUC are NaN for a class without items."""
         import pandas as pd
 
         cm = self.confusion_matrix().astype(np.float64)
@@ -86,9 +92,13 @@ class Interpretation:
         support, predicted = cm.sum(1), cm.sum(0)
         precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
         recall = np.divide(tp, support, out=np.full_like(tp, np.nan), where=support > 0)
+        negatives, false_pos = cm.sum() - support, predicted - tp
+        specificity = np.divide(negatives - false_pos, negatives, out=np.full_like(tp, np.nan), where=negatives > 0)
         denom = precision + np.nan_to_num(recall)
         f1 = np.divide(2 * precision * np.nan_to_num(recall), denom, out=np.zeros_like(tp), where=denom > 0)
-        return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}, index=self.vocab)
+        auc = per_class_auc(self.probs, self.targets).cpu().numpy()
+        return pd.DataFrame({"precision": precision, "recall": recall, "specificity": specificity, "f1": f1, "auc": auc,
+                             "support": support.astype(int)}, index=self.vocab)  # fmt: skip
 
     @property
     def accuracy(self) -> float:
@@ -98,6 +108,62 @@ class Interpretation:
     def balanced_accuracy(self) -> float:
         """Mean recall over classes present in the targets."""
         return float(np.nanmean(self.classification_report()["recall"].to_numpy()))
+
+    @property
+    def roc_auc(self) -> float:
+        """Macro one-vs-rest ROC AUC over the classes that have items (NaN when none has)."""
+        auc = per_class_auc(self.probs, self.targets)
+        return float(auc[~torch.isnan(auc)].mean())
+
+    def expected_calibration_error(self, n_bins: int = 15) -> float:
+        """ECE of the top-label confidence (see :func:`dermlearn.metrics.expected_calibration_error`)."""
+        return float(expected_calibration_error(self.probs, self.targets, n_bins))
+
+    def roc_curve(self, c: str | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(fpr, tpr, thresholds)`` of class ``c`` against the rest, from its probability
+        (see :func:`dermlearn.metrics.roc_curve`)."""
+        i = self._class_index(c)
+        fpr, tpr, thr = roc_curve(self.probs[:, i], self.targets == i)
+        return fpr.numpy(), tpr.numpy(), thr.numpy()
+
+    def sensitivity_at_specificity(self, c: str | int, specificity: float) -> tuple[float, float]:
+        """The highest sensitivity for class ``c`` whose specificity is at least
+        ``specificity``, calling an item ``c`` when ``probs[:, c] >= threshold``.
+
+        Args:
+            c: Class name or index.
+            specificity: Required specificity, in [0, 1] (e.g. 0.8 for a screening target).
+
+        Returns:
+            ``(sensitivity, threshold)``; of equally sensitive thresholds the highest (the
+            most specific); ``inf`` when only calling nothing ``c`` reaches the specificity. Measured on these predictions: a threshold chosen
+            here and reported here is optimistic; choose it on a validation set.
+        """
+        if not 0.0 <= specificity <= 1.0:
+            raise ValueError(f"specificity must be in [0, 1], got {specificity}")
+        fpr, tpr, thr = self.roc_curve(c)
+        ok = 1.0 - fpr >= specificity - 1e-12
+        best = int(np.flatnonzero(ok)[np.argmax(tpr[ok])])
+        return float(tpr[best]), float(thr[best])
+
+    def plot_roc(self, classes: Sequence[str | int] | None = None, title: str | None = None, ax=None):
+        """ROC curves of ``classes`` (default: every class with items and non-items), each
+        against the rest, with their AUC in the legend. Returns the Figure."""
+        auc = per_class_auc(self.probs, self.targets).cpu().numpy()
+        idxs = [self._class_index(c) for c in classes] if classes is not None else [i for i in range(len(self.vocab)) if not np.isnan(auc[i])]
+        curves = {}
+        for i in idxs:
+            if np.isnan(auc[i]):
+                raise ValueError(f"class {self.vocab[i]!r} has no ROC curve here: it needs items of the class and of others")
+            fpr, tpr, _ = self.roc_curve(i)
+            curves[self.vocab[i]] = (fpr, tpr, float(auc[i]))
+        return plot_roc_curves(curves, title, ax)
+
+    def plot_calibration(self, n_bins: int = 15, title: str | None = None, ax=None):
+        """Reliability diagram of the top-label confidence in ``n_bins`` bins, with the ECE
+        of the same bins in the title. Returns the Figure."""
+        bins = {k: v.cpu().numpy() for k, v in calibration_bins(self.probs, self.targets, n_bins).items()}
+        return plot_reliability(bins, self.expected_calibration_error(n_bins), title, ax)
 
     def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
         """``(actual, predicted, count)`` off-diagonal cells, most frequent first."""
