@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -17,6 +18,21 @@ NEEDS_DATA = {"02_transfer_learning_pad_ufes_20.ipynb": "pad-ufes-20", "03_mitig
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 4
+
+
+def test_notebooks_are_what_their_generator_writes():
+    """An edit made in a notebook and not in nbs/make_notebooks.py is lost the next time the
+    notebooks are regenerated: the two must agree (after an edit there, run the script)."""
+    nbformat = pytest.importorskip("nbformat")
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO / "nbs" / "make_notebooks.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert sorted(gen.NOTEBOOKS) == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        want = gen.build(path.name)
+        got = nbformat.read(path, as_version=4)
+        assert [(c.cell_type, c.source) for c in got.cells] == [(c.cell_type, c.source) for c in want.cells], (
+            f"{path.name} differs from what nbs/make_notebooks.py writes: edit the script and run it")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
