@@ -153,6 +153,24 @@ def test_grouped_split_on_pad_ufes_20():
     assert np.array_equal(again.indices("valid"), va)
     other = dl.DermData.pad_ufes_20(seed=1)
     assert not np.array_equal(other.indices("valid"), va)
+    # patients with several photos reach the validation set in their share of the data (38 %)
+    assert data.groups("valid") == pats.iloc[va].tolist()
+    several = pats.map(pats.value_counts()).to_numpy() > 1
+    assert abs(several[va].mean() - several.mean()) < 0.06, (several[va].mean(), several.mean())
+
+
+def test_grouped_split_sends_groups_of_every_size_to_both_sides():
+    # 60 groups of one item and 20 groups of six, two classes: a side that took the large
+    # groups first would leave validation with single items only
+    sizes = [1] * 60 + [6] * 20
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    labels = np.repeat(np.arange(len(sizes)) % 2, sizes)
+    tr, va = dl.grouped_split(labels, groups, valid_pct=0.25, seed=0)
+    assert not set(groups[tr]) & set(groups[va]) and len(tr) + len(va) == len(labels)
+    big = np.repeat(np.array(sizes) == 6, sizes)
+    # one group of six is 13 % of the validation side: that is the granularity (the old rule: 0 %)
+    assert abs(big[va].mean() - big.mean()) < 0.15 and abs(len(va) / len(labels) - 0.25) < 0.03
+    assert abs(labels[va].mean() - labels.mean()) < 0.05  # and the classes keep their shares
 
 
 def test_stratified_split_keeps_class_shares():

@@ -124,6 +124,13 @@ class DermData:
         """Item indices of ``'train'``, ``'valid'`` or ``'test'`` (without dropped files)."""
         return np.flatnonzero((self.split == which) & ~self.items["path"].isin(self.dropped).to_numpy())
 
+    def groups(self, which: str) -> list | None:
+        """Group values (``group_col``: patient, lesion) of the items of ``which``, in the
+        order of :meth:`indices`; None when the data has no group column."""
+        if self.group_col is None:
+            return None
+        return self.items[self.group_col].to_numpy()[self.indices(which)].tolist()
+
     @property
     def c(self) -> int:
         """Number of classes."""

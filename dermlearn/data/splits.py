@@ -46,7 +46,12 @@ def grouped_split(labels: Sequence[int], groups: Sequence, valid_pct: float = 1 
 
     Greedy assignment: groups in descending size (ties in seeded random order) each go to
     the side whose per-class counts are furthest below their targets (``valid_pct`` and
-    ``1 - valid_pct`` of each class), weighted by the group's class counts.
+    ``1 - valid_pct`` of each class), as a fraction of the target, weighted by the group's
+    class counts. Both sides thus fill at one rate, and groups of every size reach both:
+    on PAD-UFES-20, 38 % of the photos come from patients with several photos, and so do
+    about as many of the validation photos. (Until commit a47448f the deficits were
+    fractions of the class total: the training side took every large group first, and
+    PAD-UFES-20's validation set held single-photo patients only.)
 
     Returns:
         Sorted train and validation indices.
@@ -71,7 +76,7 @@ def grouped_split(labels: Sequence[int], groups: Sequence, valid_pct: float = 1 
     order = order[np.argsort(-counts[order].sum(1), kind="stable")]
     side = np.zeros(len(uniq), dtype=np.int64)
     for k in order:
-        need = (target - have) / np.maximum(total, 1)  # (2, C) normalised deficit
+        need = (target - have) / target  # (2, C) deficit as a fraction of each side's target
         score = (need * counts[k]).sum(1)
         s = int(np.argmax(score))
         side[k] = s
