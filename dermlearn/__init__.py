@@ -4,6 +4,7 @@ The public API is exactly ``__all__`` below (tested in ``tests/test_api.py``).
 """
 
 from . import transforms
+from .bootstrap import bootstrap_ci
 from .callback import (
     EVENTS,
     Callback,
@@ -127,6 +128,7 @@ __all__ = [
     "accuracy",
     "adamw",
     "balanced_accuracy",
+    "bootstrap_ci",
     "calibration_bins",
     "combine_scheds",
     "confusion_matrix",

@@ -193,7 +193,8 @@ def _interpret(args: argparse.Namespace) -> int:
     size = args.size or learn.meta.get("input_size") or 224
     dl = data.dls(bs=args.bs, size=size, augment=False, seed=args.seed, progress=False).valid
     interp = Interpretation.from_learner(learn, dl=dl)
-    write_interpretation(interp, out, args.min_count, args.pairs, args.k)
+    # resample whole patients (or lesions) where the data has groups: their photos are not independent
+    write_interpretation(interp, out, args.min_count, args.pairs, args.k, bootstrap=args.bootstrap, groups=data.groups("valid"))
     return 0
 
 
@@ -345,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--min-count", type=int, default=5, help="pairs with at least this many errors (default: %(default)s)")
     i.add_argument("--pairs", type=int, default=3, help="galleries for this many leading pairs (default: %(default)s)")
     i.add_argument("--k", type=int, default=3, help="cases per direction in each gallery (default: %(default)s)")
+    i.add_argument("--bootstrap", type=int, default=1000,
+                   help="resamples for the metrics' 95%% intervals, by group where the data has one; 0: none (default: %(default)s)")
     i.add_argument("--out", default="dermlearn-interpret", help="output folder (default: %(default)s)")
     i.set_defaults(func=_interpret)
 

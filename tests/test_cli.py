@@ -106,9 +106,11 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     res = tmp_path / "interp"
     assert main(["interpret", "--model", str(out / "model.pth"), "--data", str(imgs), "--out", str(res), "--min-count", "1"]) == 0
     text = capsys.readouterr().out
-    for f in ("confusion.png", "confusion_normalized.png", "roc.png", "calibration.png", "report.csv", "leading_pairs.md"):
+    for f in ("metrics.csv", "confusion.png", "confusion_normalized.png", "roc.png", "calibration.png", "report.csv", "leading_pairs.md"):
         assert (res / f).is_file(), f
-    assert "balanced accuracy" in text and "ROC AUC" in text and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count |")
+    assert "balanced_accuracy" in text and "roc_auc" in text and "95% intervals" in text
+    metrics = pd.read_csv(res / "metrics.csv", index_col="metric")
+    assert list(metrics.columns) == ["value", "low", "high"] and (metrics["low"] <= metrics["high"]).all() and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count |")
     heat, csv = tmp_path / "heat", tmp_path / "p.csv"
     (tmp_path / "bad.png").write_text("not an image")
     files = [str(p) for p in sorted(imgs.rglob("*.png"))[:3]]
@@ -234,7 +236,7 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     assert table["accuracy"].between(0, 1).all() and table["balanced accuracy"].between(0, 1).all()
     pairs = pd.read_csv(out / "pairs.csv").drop(columns="seed").set_index("arm")
     assert (pairs.sum(axis=1).astype(int) == table.set_index("arm")["errors"]).all()  # every error is in one pair
-    assert _config(out)["n_valid"] == [114]
+    assert _config(out)["n_valid"] == [116]
     hist = pd.read_csv(out / "history.csv")
     assert set(hist["arm"]) == set(ARMS) and len(hist) == 3 * len(ARMS)  # 3 epochs per arm
     assert (out / "results.png").stat().st_size > 5000

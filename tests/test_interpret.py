@@ -312,6 +312,12 @@ def test_interpretation_specificity_roc_and_calibration(trained):
     fig = interp.plot_calibration(n_bins=10)
     assert f"ECE {interp.expected_calibration_error(10):.3f}" in fig.axes[0].get_title()
     assert interp.expected_calibration_error(10) == pytest.approx(float(dl.expected_calibration_error(interp.probs, interp.targets, 10)))
+    table = interp.bootstrap(n=200)
+    assert list(table.index) == ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "expected_calibration_error"]
+    assert table.loc["roc_auc", "value"] == pytest.approx(interp.roc_auc, abs=1e-6)
+    assert table.loc["accuracy", "value"] == pytest.approx(interp.accuracy)
+    assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
+    assert table.loc["accuracy"].tolist() == list(dl.bootstrap_ci(dl.accuracy, interp.probs, interp.targets, n=200))
 
 
 def test_leading_pairs_reproduce_the_study_table(paper_tables):

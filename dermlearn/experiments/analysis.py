@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         learn.export(rec.out / "model.pth", extra={"data": args.data, "seed": args.seed})
         dl = dls.valid
     interp = Interpretation.from_learner(learn, dl=dl)
-    pairs = write_interpretation(interp, rec.out, args.min_count, args.pairs, args.k)
+    pairs = write_interpretation(interp, rec.out, args.min_count, args.pairs, args.k, groups=data.groups("valid"))
     table = pd.DataFrame(pairs, columns=["label 1", "label 2", "count"])
     rec.finish(table, extra={"data": repr(data), "n_valid": len(interp.targets), "accuracy": interp.accuracy,
                                   "balanced_accuracy": interp.balanced_accuracy, **trained})  # fmt: skip

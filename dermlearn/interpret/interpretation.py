@@ -19,14 +19,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..metrics import calibration_bins, expected_calibration_error, per_class_auc, roc_curve
+from ..bootstrap import bootstrap_ci
+from ..metrics import (
+    accuracy,
+    balanced_accuracy,
+    calibration_bins,
+    expected_calibration_error,
+    macro_f1,
+    metric_name,
+    per_class_auc,
+    roc_auc,
+    roc_curve,
+)
 from ..metrics import confusion_matrix as _confusion
 from ..plots import plot_confusion_matrix, plot_reliability, plot_roc_curves
 from .confusion import leading_pairs, most_confused
 from .gradcam import GradCAM
 from .guided_backprop import GuidedBackprop
 
-__all__ = ["Interpretation", "gbp_image"]
+__all__ = ["SUMMARY_METRICS", "Interpretation", "gbp_image"]
+
+#: The scalar metrics :meth:`Interpretation.bootstrap` and ``dermlearn interpret`` report.
+SUMMARY_METRICS = (accuracy, balanced_accuracy, macro_f1, roc_auc, expected_calibration_error)
 
 
 def gbp_image(g: Tensor) -> Tensor:
@@ -118,6 +132,29 @@ class Interpretation:
     def expected_calibration_error(self, n_bins: int = 15) -> float:
         """ECE of the top-label confidence (see :func:`dermlearn.metrics.expected_calibration_error`)."""
         return float(expected_calibration_error(self.probs, self.targets, n_bins))
+
+    def bootstrap(self, metrics: Sequence | None = None, n: int = 1000, level: float = 0.95, groups: Sequence[Any] | None = None,
+                  seed: int = 0):  # fmt: skip
+        """Metrics with percentile bootstrap intervals (see :func:`dermlearn.bootstrap_ci`).
+
+        Args:
+            metrics: Scalar metrics ``(probs, targets) -> Tensor``; default
+                :data:`SUMMARY_METRICS` (accuracy, balanced accuracy, macro F1, ROC AUC,
+                calibration error).
+            n: Resamples.
+            level: Coverage of each interval.
+            groups: One value per item (e.g. patient id) to resample whole groups; several
+                photos of one patient are not independent evidence.
+            seed: Seed of the resampling.
+
+        Returns:
+            pandas DataFrame indexed by metric name with columns ``value``, ``low``, ``high``.
+        """
+        import pandas as pd
+
+        metrics = metrics if metrics is not None else SUMMARY_METRICS
+        rows = {metric_name(m): bootstrap_ci(m, self.probs, self.targets, n, level, groups, seed) for m in metrics}
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["value", "low", "high"])
 
     def roc_curve(self, c: str | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(fpr, tpr, thresholds)`` of class ``c`` against the rest, from its probability

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from .interpretation import Interpretation
+from ..metrics import metric_name
+from .interpretation import SUMMARY_METRICS, Interpretation
 
 __all__ = ["write_interpretation"]
 
@@ -18,8 +20,12 @@ def _save(fig, path: Path) -> None:
 
 
 def write_interpretation(interp: Interpretation, out: str | Path, min_count: int = 5, n_pairs: int = 3, k: int = 3,
-                         log: Callable[[str], None] = print) -> list[tuple[str, str, int]]:  # fmt: skip
-    """Write ``confusion.png``, ``confusion_normalized.png``, ``report.csv`` (per-class
+                         log: Callable[[str], None] = print, bootstrap: int = 1000,
+                         groups: Sequence[Any] | None = None) -> list[tuple[str, str, int]]:  # fmt: skip
+    """Write ``metrics.csv`` (accuracy, balanced accuracy, macro F1, ROC AUC, calibration
+    error, each with a 95 % bootstrap interval of ``bootstrap`` resamples, over ``groups``
+    when given, e.g. patients; no intervals when ``bootstrap`` is 0), ``confusion.png``,
+    ``confusion_normalized.png``, ``report.csv`` (per-class
     precision, recall, specificity, F1, ROC AUC, support), ``roc.png`` (one-vs-rest ROC
     curves), ``calibration.png`` (reliability diagram), ``leading_pairs.md`` (pairs with at
     least ``min_count`` errors in either direction, as the study's table) and a Grad-CAM /
@@ -29,6 +35,8 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
     Returns:
         The leading pairs ``(label 1, label 2, count)``, largest count first.
     """
+    import pandas as pd
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _save(interp.plot_confusion_matrix(), out / "confusion.png")
@@ -40,8 +48,18 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
     pairs = interp.leading_pairs(min_count)
     lines = ["| label 1 | label 2 | count |", "|---|---|---|"] + [f"| {a} | {b} | {n} |" for a, b, n in pairs]
     (out / "leading_pairs.md").write_text("\n".join(lines) + "\n")
-    log(f"{len(interp.targets)} images: accuracy {interp.accuracy:.4f}, balanced accuracy {interp.balanced_accuracy:.4f}, "
-        f"ROC AUC {interp.roc_auc:.4f}, calibration error (ECE) {interp.expected_calibration_error():.4f}")
+    if bootstrap:
+        table = interp.bootstrap(n=bootstrap, groups=groups)
+        unit = "groups" if groups is not None else "images"
+        log(f"{len(interp.targets)} images ({len(set(groups)) if groups is not None else len(interp.targets)} {unit} resampled "
+            f"{bootstrap} times for the 95% intervals):")  # fmt: skip
+        log("\n".join(f"  {name:<28} {r.value:.4f}  [{r.low:.4f}, {r.high:.4f}]" for name, r in table.iterrows()))
+    else:
+        table = pd.DataFrame({"value": [float(m(interp.probs, interp.targets)) for m in SUMMARY_METRICS]},
+                             index=[metric_name(m) for m in SUMMARY_METRICS])  # fmt: skip
+        log(f"{len(interp.targets)} images:")
+        log("\n".join(f"  {name:<28} {r.value:.4f}" for name, r in table.iterrows()))
+    table.to_csv(out / "metrics.csv", index_label="metric")
     log(report.round(3).to_string())
     log(f"\nleading confused pairs (at least {min_count} errors):")
     log("\n".join(lines) if pairs else "(none)")
@@ -53,5 +71,5 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
 
             plt.close(fig)
             log(f"wrote {out / name}")
-    log(f"wrote {out / 'confusion.png'}, confusion_normalized.png, roc.png, calibration.png, report.csv, leading_pairs.md")
+    log(f"wrote {out / 'metrics.csv'}, confusion.png, confusion_normalized.png, roc.png, calibration.png, report.csv, leading_pairs.md")
     return pairs
