@@ -233,7 +233,7 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     assert main(["experiment", "mitigation", "--quick", "--out", str(out)]) == 0
     table = pd.read_csv(out / "results.csv")
     assert list(table["arm"]) == list(ARMS) and "accuracy sd" not in table  # one seed: no spread to report
-    assert table["accuracy"].between(0, 1).all() and table["balanced accuracy"].between(0, 1).all()
+    assert table["accuracy"].between(0, 1).all() and table["balanced accuracy"].between(0, 1).all() and table["AUC"].between(0, 1).all()
     pairs = pd.read_csv(out / "pairs.csv").drop(columns="seed").set_index("arm")
     assert (pairs.sum(axis=1).astype(int) == table.set_index("arm")["errors"]).all()  # every error is in one pair
     assert _config(out)["n_valid"] == [116]
@@ -252,6 +252,7 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     for arm, rows in runs.groupby("arm"):
         assert table.loc[arm, "accuracy"] == pytest.approx(rows["accuracy"].mean())
         assert table.loc[arm, "accuracy sd"] == pytest.approx(np.std(rows["accuracy"], ddof=1))
+        assert table.loc[arm, "AUC sd"] == pytest.approx(np.std(rows["AUC"], ddof=1))
         assert table.loc[arm, "errors"] == pytest.approx(rows["errors"].mean())
     assert len(pd.read_csv(two / "history.csv")) == 4 and _config(two)["seeds"] == [0, 3]
     with pytest.raises(SystemExit):

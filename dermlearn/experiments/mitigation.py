@@ -26,7 +26,7 @@ import torch
 from ..data import DermData, DynamicBalance
 from ..learner import Learner
 from ..losses import CrossEntropy
-from ..metrics import accuracy, balanced_accuracy, confusion_matrix
+from ..metrics import accuracy, balanced_accuracy, confusion_matrix, roc_auc
 from ..models import create_model
 from ..transforms import AutoGamma, CorrectIllumination, ShadesOfGray
 from .options import QUICK_FIT, add_fit_args, parse_args
@@ -34,6 +34,8 @@ from .photometric import lesion_crops
 from .plots import plot_bars
 from .record import Record
 
+#: The scores of each arm, on the validation photos.
+SCORES = ("accuracy", "balanced accuracy", "AUC")
 
 class Arm(NamedTuple):
     """One arm of the ablation: how it balances, which corrections it applies, whether it
@@ -94,17 +96,17 @@ def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.
 
 
 def summarize(runs: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """One row per arm (in run order) from the per-seed rows: mean accuracy and balanced
-    accuracy (with their standard deviations over seeds when there are several), mean
+    """One row per arm (in run order) from the per-seed rows: mean accuracy, balanced
+    accuracy and ROC AUC (each with its standard deviation over seeds when there are several), mean
     errors, and the pairs whose error count, summed over seeds, moved most against the
     first arm's."""
     arms = list(dict.fromkeys(runs["arm"]))
     g = runs.groupby("arm", sort=False)
-    table = pd.DataFrame({"arm": arms, "accuracy": g["accuracy"].mean()[arms].to_numpy(),
-                          "balanced accuracy": g["balanced accuracy"].mean()[arms].to_numpy()})  # fmt: skip
-    if runs["seed"].nunique() > 1:
-        table.insert(2, "accuracy sd", g["accuracy"].std()[arms].to_numpy())
-        table["balanced accuracy sd"] = g["balanced accuracy"].std()[arms].to_numpy()
+    table = pd.DataFrame({"arm": arms})
+    for col in SCORES:
+        table[col] = g[col].mean()[arms].to_numpy()
+        if runs["seed"].nunique() > 1:
+            table[f"{col} sd"] = g[col].std()[arms].to_numpy()
     table["errors"] = g["errors"].mean()[arms].to_numpy()
     summed = pairs.drop(columns="seed").groupby("arm", sort=False).sum()
     base = summed.loc[arms[0]].to_dict()
@@ -142,9 +144,9 @@ def main(argv=None) -> int:
             rec.add_history(learn.recorder.values, seed=seed, arm=arm)
             pairs = pair_counts(confusion_matrix(probs, targs, len(vocab)).numpy(), vocab)
             all_pairs.append({"seed": seed, "arm": arm, **pairs})
-            acc, bal = float(accuracy(probs, targs)), float(balanced_accuracy(probs, targs))
-            runs.append({"seed": seed, "arm": arm, "accuracy": acc, "balanced accuracy": bal, "errors": int(sum(pairs.values()))})
-            print(f"[seed {seed}, {arm}] accuracy {acc:.3f}, balanced accuracy {bal:.3f}")
+            acc, bal, auc = (float(m(probs, targs)) for m in (accuracy, balanced_accuracy, roc_auc))
+            runs.append({"seed": seed, "arm": arm, "accuracy": acc, "balanced accuracy": bal, "AUC": auc, "errors": int(sum(pairs.values()))})
+            print(f"[seed {seed}, {arm}] accuracy {acc:.3f}, balanced accuracy {bal:.3f}, AUC {auc:.3f}")
         n_valid.append(len(targs))
     runs, all_pairs = pd.DataFrame(runs), pd.DataFrame(all_pairs)
     runs.to_csv(rec.out / "runs.csv", index=False)
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
     sd = ["accuracy sd", "balanced accuracy sd"] if len(seeds) > 1 else None
     title = "mitigation ablation" + (f", mean ± sd over {len(seeds)} seeds" if sd else "")
     rec.save_figure(plot_bars(table, "arm", ["accuracy", "balanced accuracy"], title, baseline=True, error_cols=sd), "results.png")
-    fmt = {c: ".3f" for c in table.columns if "accuracy" in c} | {"errors": ".1f" if sd else ".0f"}
+    fmt = {c: ".3f" for c in table.columns if c.startswith(SCORES)} | {"errors": ".1f" if sd else ".0f"}
     md = rec.finish(table, formats=fmt, extra={"data": described, "seeds": seeds, "n_valid": n_valid, "classes": vocab})
     print(md)
     print(f"wrote {rec.out}/results.csv, results.md, runs.csv, pairs.csv, history.csv, results.png, config.json")
