@@ -5,6 +5,7 @@ The public API is exactly ``__all__`` below (tested in ``tests/test_api.py``).
 
 from . import transforms
 from .bootstrap import bootstrap_ci
+from .calibration import fit_temperature
 from .callback import (
     EVENTS,
     Callback,
@@ -137,6 +138,7 @@ __all__ = [
     "default_device",
     "even_mults",
     "expected_calibration_error",
+    "fit_temperature",
     "grouped_split",
     "inverse_frequency_weights",
     "leading_pairs",

@@ -46,8 +46,8 @@ def bootstrap_ci(
             :mod:`dermlearn.metrics`, e.g. ``dl.balanced_accuracy`` or ``dl.roc_auc``).
         probs: Probabilities ``(N, C)``.
         targets: Class indices ``(N,)`` or one-hot rows ``(N, C)``.
-        n: Number of resamples, >= 10 (1000 gives the 2.5 % quantile to about a point of
-            the metric's spread; more for publication).
+        n: Number of resamples, >= 10 (1000 is the usual choice; the bounds' own
+            resampling error shrinks as ``1 / sqrt(n)``).
         level: Coverage of the interval, in (0, 1).
         groups: One group value per item (e.g. patient id): resample whole groups.
         seed: Seed of the resampling (the same seed gives the same interval).

@@ -127,6 +127,8 @@ def _train(args: argparse.Namespace) -> int:
     lr, history = res.lr, res.history
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     _save(learn.recorder.plot_loss(), out / "loss.png")
+    if args.calibrate:
+        print(f"temperature scaling on the validation split: T = {learn.calibrate():.3f}")
     res = learn.validate()
     path = learn.export(out / "model.pth", extra={"data": args.data, "seed": args.seed, "lr": lr, "validation": res})
     print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
@@ -325,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--head-cycles", type=int, default=2, help="SGDR cycles for the head (default: %(default)s)")
     t.add_argument("--cycles", type=int, default=2, help="SGDR cycles for all layers (default: %(default)s)")
     t.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (default: %(default)s)")
+    t.add_argument("--calibrate", action="store_true",
+                   help="fit temperature scaling on the validation split and export it with the model (its calibration "
+                        "figures on that split are then optimistic: check them on other images)")  # fmt: skip
     t.set_defaults(func=_train)
 
     f = sub.add_parser("lr-find", help="run the LR range test and plot loss against learning rate",

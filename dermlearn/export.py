@@ -2,7 +2,7 @@
 
 One file (torch's zip format) holding only tensors and strings: the model's state dict and
 a JSON document with what is needed to rebuild and use it — architecture, head, classes,
-input size, normalisation, the loss's activation, preprocessing steps with their
+input size, normalisation, the loss's activation and temperature, preprocessing steps with their
 parameters, and the dermlearn version. Loading never unpickles arbitrary objects
 (``torch.load(..., weights_only=True)``); a truncated or tampered file is a clear error.
 """
@@ -10,6 +10,7 @@ parameters, and the dermlearn version. Loading never unpickles arbitrary objects
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
     meta = {
         "format": FORMAT, "format_version": VERSION, "dermlearn_version": __version__, "torch_version": torch.__version__,
         "arch": model.arch, "n_out": n_out, "head": head_kind, "classes": learn.dls.vocab or [str(i) for i in range(n_out)],
-        "input_size": input_size, "activation": activation, "preprocessing": steps, "extra": extra or {},
+        "input_size": input_size, "activation": activation, "temperature": float(learn.temperature), "preprocessing": steps,
+        "extra": extra or {},
     }  # fmt: skip
     state = {"format": FORMAT, "meta": json.dumps(meta), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     return atomic_torch_save(state, path)
@@ -134,6 +136,10 @@ def load_learner(path: str | os.PathLike, device: str | torch.device | None = No
     loss = BCEWithLogitsOneHot() if meta.get("activation") == "sigmoid" else CrossEntropy()
     dls = DataLoaders([], None, batch_tfms=_build_tfms(meta.get("preprocessing", [])), vocab=classes)
     learn = Learner(dls, model, loss_func=loss, device=device, progress=False)
+    temperature = meta.get("temperature", 1.0)  # files from before temperature scaling have none
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"{path}: damaged metadata (temperature {temperature!r}, expected a positive number)")
+    learn.temperature = float(temperature)
     learn.model.eval()
     learn.meta = meta
     return learn

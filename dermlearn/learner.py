@@ -20,6 +20,7 @@ accumulated on the device and read once per epoch.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from .dataloaders import DataLoaders
 from .distributed import all_gather_cat, init_from_env, is_main_process
 from .guard import NonFiniteGuard
 from .io import atomic_torch_save, safe_torch_load
-from .losses import CrossEntropy, activation_of, decodes_of
+from .losses import BCEWithLogitsOneHot, CrossEntropy, activation_of, decodes_of
 from .optim import (
     LearningRate,
     OptFactory,
@@ -194,6 +195,7 @@ class Learner:
         self.compile = compile
         self._compiled: nn.Module | None = None
         self._train_module: nn.Module = self.model
+        self.temperature = 1.0  # set by calibrate(): logits are divided by it before the activation
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -507,6 +509,10 @@ class Learner:
             raise ValueError(f"start_epoch must be in [0, n_epoch={n_epoch}], got {start_epoch}")
         if len(self.dls.train) == 0:
             raise ValueError("the training loader is empty (0 batches): check the dataset and batch size")
+        if self.temperature != 1.0:
+            warnings.warn(f"fit: the temperature {self.temperature:.3g} from calibrate() no longer fits a model that trains "
+                          "on; it is reset to 1 (call calibrate() again after training)", RuntimeWarning, stacklevel=2)  # fmt: skip
+            self.temperature = 1.0
         with self.added_cbs(cbs):
             if reset_opt or self.opt is None:
                 self.create_opt()
@@ -674,7 +680,8 @@ class Learner:
         Returns:
             ``(probs, targets)`` plus, in this order when asked, ``decoded`` (class indices
             ``(N,)``), ``losses`` (per item ``(N,)``) and ``inputs`` (model inputs).
-            ``probs`` is ``act(logits)`` (the loss's activation by default), ``(N, C)``.
+            ``probs`` is ``act(logits)`` (default :meth:`activation`: the loss's activation,
+            after the temperature of :meth:`calibrate`), ``(N, C)``.
         """
         dl = dl if dl is not None else self.dls.valid
         if dl is None:
@@ -684,7 +691,7 @@ class Learner:
             self._do_epoch_validate(dl)
         self._end_cleanup()
         res = gather.result()
-        act = act if act is not None else activation_of(self.loss_func)
+        act = act if act is not None else self.activation
         probs = act(res["preds"].float())
         out: list[Tensor | None] = [probs, res["targets"]]
         if with_decoded:
@@ -694,6 +701,29 @@ class Learner:
         if with_input:
             out.append(res["inputs"])
         return tuple(out)
+
+    def activation(self, logits: Tensor) -> Tensor:
+        """Probabilities ``(N, C)`` from logits ``(N, C)``: the loss's activation (softmax,
+        or the sigmoid of :class:`~dermlearn.BCEWithLogitsOneHot`) of ``logits / temperature``."""
+        return activation_of(self.loss_func)(logits / self.temperature if self.temperature != 1.0 else logits)
+
+    def calibrate(self, dl: Iterable | None = None) -> float:
+        """Temperature scaling (Guo et al., 2017): fit the ``temperature`` that minimises the
+        negative log-likelihood of ``dl`` (default: the validation loader) and use it from
+        now on in :meth:`get_preds`, :meth:`predict`, :meth:`validate`, :meth:`explain`,
+        :meth:`export` and :meth:`export_onnx`. The predicted classes do not change, only
+        the probabilities. Fit it on images that neither trained the model nor will report
+        its figures; a later ``fit`` resets it to 1 (with a warning).
+
+        Returns:
+            The temperature (> 1: the model was overconfident).
+        """
+        from .calibration import fit_temperature
+
+        self.temperature = 1.0
+        logits, targets = self.get_preds(dl, act=lambda z: z)
+        self.temperature = fit_temperature(logits, targets, sigmoid=isinstance(self.loss_func, BCEWithLogitsOneHot))
+        return self.temperature
 
     def tta(self, dl: Iterable | None = None, n: int = 4, beta: float = 0.25) -> tuple[Tensor, Tensor]:
         """Test-time augmentation: the mean probabilities of ``n`` passes with the training
@@ -734,7 +764,7 @@ class Learner:
         try:
             with torch.no_grad():
                 x = self.dls.apply(item[None].to(self.device), training=False)
-                probs = activation_of(self.loss_func)(self.model(x).float())[0].cpu()
+                probs = self.activation(self.model(x).float())[0].cpu()
         finally:
             self.model.train(was_training)
         idx = int(decodes_of(self.loss_func)(probs[None])[0])

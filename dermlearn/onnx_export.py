@@ -22,21 +22,24 @@ __all__ = ["export_onnx"]
 
 
 class _InferenceGraph(nn.Module):
-    def __init__(self, model: nn.Module, norm: Normalize | None, sigmoid: bool) -> None:
+    def __init__(self, model: nn.Module, norm: Normalize | None, sigmoid: bool, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.norm, self.sigmoid = model, norm, sigmoid
+        self.model, self.norm, self.sigmoid, self.temperature = model, norm, sigmoid, temperature
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.float() / 255.0
         if self.norm is not None:
             x = (x - self.norm.mean) / self.norm.std
         logits = self.model(x)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=-1)
 
 
 def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, opset: int = 18) -> Path:
     """Write ``learn``'s model as ONNX: uint8 ``(B, 3, S, S)`` in, probabilities ``(B, C)`` out
-    (dynamic batch size).
+    (dynamic batch size), with ``learn.temperature`` applied when
+    :meth:`~dermlearn.Learner.calibrate` set one.
 
     Args:
         learn: A Learner (e.g. from :func:`~dermlearn.export.load_learner`).
@@ -60,7 +63,7 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
     if input_size is None:
         raise ValueError("pass input_size=: the preprocessing has no resize step to read it from")
     sigmoid = type(learn.loss_func).__name__ == "BCEWithLogitsOneHot"
-    graph = _InferenceGraph(learn.model, norm, sigmoid).cpu().eval()
+    graph = _InferenceGraph(learn.model, norm, sigmoid, float(learn.temperature)).cpu().eval()
     example = torch.zeros(1, 3, input_size, input_size, dtype=torch.uint8)
     buf = io.BytesIO()
     with torch.no_grad():

@@ -15,7 +15,6 @@ from torch import Tensor
 
 from .callback import Callback
 from .distributed import all_gather_cat
-from .losses import activation_of
 from .metrics import metric_name, takes_probabilities
 
 __all__ = ["Recorder", "smooth"]
@@ -132,7 +131,7 @@ class Recorder(Callback):
             probs = None
             for m in self.learn.metrics:
                 if takes_probabilities(m):
-                    probs = activation_of(self.learn.loss_func)(preds.float()) if probs is None else probs
+                    probs = self.learn.activation(preds.float()) if probs is None else probs
                 v = m(probs if takes_probabilities(m) else preds, targs)
                 v = v.detach().cpu() if isinstance(v, Tensor) else torch.as_tensor(v)
                 out[metric_name(m)] = float(v) if v.numel() == 1 else v.tolist()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import dermlearn as dl
 from dermlearn.cli import main
 
 
@@ -97,8 +98,10 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     # a few batches at valley leave this tiny model near chance; for the predictions and
     # heatmaps below, one that has learned something (a given rate skips the range test)
     assert main(["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "32", "--bs", "16", "--cycles", "2",
-                 "--lr", "1e-2", "--out", str(out), "--no-bar"]) == 0  # fmt: skip
-    assert "lr_find" not in capsys.readouterr().out
+                 "--lr", "1e-2", "--calibrate", "--out", str(out), "--no-bar"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "lr_find" not in text and "temperature scaling on the validation split: T = " in text
+    assert dl.load_learner(out / "model.pth").temperature == pytest.approx(float(text.split("T = ")[1].split()[0]), abs=5e-4)
     import pandas as pd
 
     hist = pd.read_csv(out / "history.csv")

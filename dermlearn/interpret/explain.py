@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..losses import activation_of
 from .attribution import Attribution
 from .gradcam import GradCAM
 from .guided_backprop import GuidedBackprop
@@ -63,7 +62,7 @@ def explain(learn, items: Tensor, targets: Sequence[Target] = ("top1", "runner_u
     if items.ndim != 4:
         raise ValueError(f"explain expects items (C, H, W) or (B, C, H, W), got shape {tuple(items.shape)}")
     x = learn.dls.apply(items.to(learn.device), training=False)
-    act = activation_of(learn.loss_func)
+    act = learn.activation
     cam = GradCAM(learn.model, layer, act=act)
     guided = GuidedBackprop(learn.model, act=act) if gbp else None
     cams, gbps = {}, {}

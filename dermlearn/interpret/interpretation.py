@@ -126,8 +126,7 @@ class Interpretation:
     @property
     def roc_auc(self) -> float:
         """Macro one-vs-rest ROC AUC over the classes that have items (NaN when none has)."""
-        auc = per_class_auc(self.probs, self.targets)
-        return float(auc[~torch.isnan(auc)].mean())
+        return float(roc_auc(self.probs, self.targets))
 
     def expected_calibration_error(self, n_bins: int = 15) -> float:
         """ECE of the top-label confidence (see :func:`dermlearn.metrics.expected_calibration_error`)."""
@@ -173,8 +172,9 @@ class Interpretation:
 
         Returns:
             ``(sensitivity, threshold)``; of equally sensitive thresholds the highest (the
-            most specific); ``inf`` when only calling nothing ``c`` reaches the specificity. Measured on these predictions: a threshold chosen
-            here and reported here is optimistic; choose it on a validation set.
+            most specific); ``inf`` when only calling nothing ``c`` reaches the
+            specificity. Measured on these predictions: a threshold chosen here and
+            reported here is optimistic; choose it on a validation set.
         """
         if not 0.0 <= specificity <= 1.0:
             raise ValueError(f"specificity must be in [0, 1], got {specificity}")
