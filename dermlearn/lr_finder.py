@@ -225,11 +225,13 @@ def lr_find(
     state = copy.deepcopy(capture_state(learn))
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)
     n_epoch = math.ceil(num_it / max(len(learn.dls.train), 1))
+    temperature, learn.temperature = learn.temperature, 1.0  # the sweep trains, then the model comes back as it was
     try:
         with learn.no_bar():
             learn.fit(n_epoch, cbs=[finder])
     finally:
         restore_state(learn, state)
+        learn.temperature = temperature
         learn.opt.zero_grad(set_to_none=True)
     lrs = np.asarray(finder.lrs, dtype=np.float64)
     losses = np.asarray(finder.smoothed, dtype=np.float64)

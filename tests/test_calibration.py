@@ -4,6 +4,7 @@ the Learner applies it everywhere probabilities leave it, and nowhere they shoul
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -67,6 +68,10 @@ def test_learner_calibrate_changes_probabilities_not_predictions():
     assert temperature_nll(logits, targs, t) < temperature_nll(logits, targs, 1.0)
     res = learn.validate()  # probability metrics see the calibrated probabilities too
     assert res["expected_calibration_error"] == pytest.approx(float(dl.expected_calibration_error(after, targs)), abs=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the range test restores the model, so the calibration stays
+        learn.lr_find(num_it=10, show_plot=False)
+    assert learn.temperature == t
     with pytest.warns(RuntimeWarning, match="reset to 1"):
         learn.fit(1, lr=1e-3)
     assert learn.temperature == 1.0
