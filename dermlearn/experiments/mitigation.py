@@ -152,9 +152,9 @@ def main(argv=None) -> int:
     runs.to_csv(rec.out / "runs.csv", index=False)
     all_pairs.to_csv(rec.out / "pairs.csv", index=False)
     table = summarize(runs, all_pairs)
-    sd = ["accuracy sd", "balanced accuracy sd"] if len(seeds) > 1 else None
+    sd = [f"{c} sd" for c in SCORES] if len(seeds) > 1 else None
     title = "mitigation ablation" + (f", mean ± sd over {len(seeds)} seeds" if sd else "")
-    rec.save_figure(plot_bars(table, "arm", ["accuracy", "balanced accuracy"], title, baseline=True, error_cols=sd), "results.png")
+    rec.save_figure(plot_bars(table, "arm", list(SCORES), title, baseline=True, error_cols=sd), "results.png")
     fmt = {c: ".3f" for c in table.columns if c.startswith(SCORES)} | {"errors": ".1f" if sd else ".0f"}
     md = rec.finish(table, formats=fmt, extra={"data": described, "seeds": seeds, "n_valid": n_valid, "classes": vocab})
     print(md)

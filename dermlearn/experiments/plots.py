@@ -30,6 +30,6 @@ def plot_bars(table: pd.DataFrame, label_col: str, value_cols: Sequence[str], ti
     ax.invert_yaxis()
     ax.set_xlim(*xlim)
     ax.set_xlabel("validation score")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(value_cols), fontsize=8, frameon=False)
     ax.set_title(title + (" (dashed: first row)" if baseline else ""))
     return fig
