@@ -45,7 +45,7 @@ NOTEBOOKS = {
         ("code", SMALL),
         ("code", "import os\nimport dermlearn as dl\n\n"
                  "data = dl.DermData.pad_ufes_20()\nprint(data)\ndata.counts()"),
-        ("code", "# static: oversample MEL and SCC (36 and 18 of 572 training photos) to the largest class; see docs/data.md\n"
+        ("code", "# static: oversample MEL and SCC (36 and 18 of 570 training photos) to the largest class; see docs/data.md\n"
                  "dls = data.dls(bs=32, size=64 if SMALL else 128, balance='static')\n"
                  "data.show_batch(n=6, size=64);"),
         ("code", "weights = os.environ.get('DERMLEARN_WEIGHTS') or False\n"
