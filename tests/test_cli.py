@@ -220,7 +220,7 @@ def _config(path):
 def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     import pandas as pd
 
-    from dermlearn.experiments.mitigation import ARMS, moved_pairs, pair_counts
+    from dermlearn.experiments.mitigation import ARMS, moved_pairs, pair_counts, paired_differences
 
     from .conftest import require_data
 
@@ -229,6 +229,14 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     assert pair_counts(cm, ["a", "b", "c"]) == {"a / b": 3, "a / c": 0, "b / c": 3}
     assert moved_pairs({"a / b": 3, "b / c": 3}, {"a / b": 1, "b / c": 4}) == "a / b -2, b / c +1"
     assert moved_pairs({"a / b": 3}, {"a / b": 3}) == "-"
+    # paired differences: per seed against the first arm, whatever the row order of runs.csv
+    runs = pd.DataFrame({"seed": [3, 3, 1, 1], "arm": ["base", "x", "x", "base"],
+                         "accuracy": [0.5, 0.6, 0.4, 0.45], "balanced accuracy": [0.3, 0.3, 0.5, 0.2],
+                         "AUC": [0.7, 0.8, 0.9, 0.6], "errors": [5, 4, 6, 5]})  # fmt: skip
+    d = paired_differences(runs).set_index("arm").loc["x"]
+    assert d["Δ accuracy"] == pytest.approx((0.1 - 0.05) / 2) and d["accuracy per seed"] == "-0.050 +0.100"
+    assert d["accuracy higher"] == 1 and d["balanced accuracy higher"] == 1 and d["AUC higher"] == 2 and d["seeds"] == 2
+    assert d["Δ balanced accuracy"] == pytest.approx(0.15)
 
     require_data("pad-ufes-20", "labels.csv")
     monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
@@ -258,6 +266,11 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
         assert table.loc[arm, "AUC sd"] == pytest.approx(np.std(rows["AUC"], ddof=1))
         assert table.loc[arm, "errors"] == pytest.approx(rows["errors"].mean())
     assert len(pd.read_csv(two / "history.csv")) == 4 and _config(two)["seeds"] == [0, 3]
+    paired = pd.read_csv(two / "paired.csv").set_index("arm")
+    base = runs[runs["arm"] == "baseline (none)"].set_index("seed")["AUC"]
+    arm_auc = runs[runs["arm"] == arms[0]].set_index("seed")["AUC"]
+    assert paired.loc[arms[0], "Δ AUC"] == pytest.approx((arm_auc - base).mean())
+    assert "| arm | Δ accuracy |" in (two / "paired.md").read_text()
     with pytest.raises(SystemExit):
         main(["experiment", "mitigation", "--quick", "--seeds", "1", "1", "--out", str(two)])
 
