@@ -112,6 +112,7 @@ def _train(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import pandas as pd
 
+    from .io import atomic_write_text
     from .recipes import study_recipe
 
     _check_arch(args.arch)
@@ -125,7 +126,7 @@ def _train(args: argparse.Namespace) -> int:
     if res.lr_find is not None:
         _save(res.lr_find.plot(), out / "lr_find.png")
     lr, history = res.lr, res.history
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    atomic_write_text(pd.DataFrame(history).to_csv(index=False), out / "history.csv")
     _save(learn.recorder.plot_loss(), out / "loss.png")
     if args.calibrate:
         print(f"temperature scaling on the validation split: T = {learn.calibrate():.3f}")

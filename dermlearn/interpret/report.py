@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write_text
 from ..metrics import metric_name
 from .interpretation import SUMMARY_METRICS, Interpretation
 
@@ -44,10 +45,10 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
     _save(interp.plot_roc(), out / "roc.png")
     _save(interp.plot_calibration(), out / "calibration.png")
     report = interp.classification_report()
-    report.to_csv(out / "report.csv")
+    atomic_write_text(report.to_csv(), out / "report.csv")
     pairs = interp.leading_pairs(min_count)
     lines = ["| label 1 | label 2 | count |", "|---|---|---|"] + [f"| {a} | {b} | {n} |" for a, b, n in pairs]
-    (out / "leading_pairs.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text("\n".join(lines) + "\n", out / "leading_pairs.md")
     if bootstrap:
         table = interp.bootstrap(n=bootstrap, groups=groups)
         unit = "groups" if groups is not None else "images"
@@ -59,7 +60,7 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
                              index=[metric_name(m) for m in SUMMARY_METRICS])  # fmt: skip
         log(f"{len(interp.targets)} images:")
         log("\n".join(f"  {name:<28} {r.value:.4f}" for name, r in table.iterrows()))
-    table.to_csv(out / "metrics.csv", index_label="metric")
+    atomic_write_text(table.to_csv(index_label="metric"), out / "metrics.csv")
     log(report.round(3).to_string())
     log(f"\nleading confused pairs (at least {min_count} errors):")
     log("\n".join(lines) if pairs else "(none)")
