@@ -18,7 +18,10 @@ def plot_bars(table: pd.DataFrame, label_col: str, value_cols: Sequence[str], ti
     of that half-width. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) * max(1, len(value_cols) / 2) + 1.2))
+    # Constrained layout with the legend "outside" the axes puts it below the x label at
+    # any figure height (a fixed axes-fraction offset overlapped the label on short
+    # figures and left a gap on tall ones).
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) * max(1, len(value_cols) / 2) + 1.2), layout="constrained")
     y = np.arange(len(table))
     h = 0.8 / len(value_cols)
     for i, col in enumerate(value_cols):
@@ -30,6 +33,6 @@ def plot_bars(table: pd.DataFrame, label_col: str, value_cols: Sequence[str], ti
     ax.invert_yaxis()
     ax.set_xlim(*xlim)
     ax.set_xlabel("validation score")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(value_cols), fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncol=len(value_cols), fontsize=8, frameon=False)
     ax.set_title(title + (" (dashed: first row)" if baseline else ""))
     return fig
