@@ -344,3 +344,29 @@ def test_git_commit_is_dirty_only_for_changes_to_the_package(tmp_path):
     assert git_commit(repo / "pkg") == sha
     (repo / "pkg" / "a.py").write_text("x = 2\n")
     assert git_commit(repo / "pkg") == sha + "+dirty"
+
+
+@pytest.mark.parametrize("rows", [2, 13])
+def test_result_bar_plot_legend_clears_the_axis_label(rows):
+    """The legend below the bars must not cover the x label, on short and on tall figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from dermlearn.experiments.plots import plot_bars
+
+    table = pd.DataFrame({"arm": [f"arm {i}" for i in range(rows)], "a": np.linspace(0.2, 0.9, rows),
+                          "b": np.linspace(0.1, 0.8, rows)})  # fmt: skip
+    fig = plot_bars(table, "arm", ["a", "b"], "title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend_artist = fig.legends[0] if fig.legends else ax.get_legend()
+    label, legend = ax.xaxis.label.get_window_extent(renderer), legend_artist.get_window_extent(renderer)
+    ticks = ax.xaxis.get_tightbbox(renderer)
+    plt.close(fig)
+    assert legend.y1 <= label.y0, "legend overlaps the x label"
+    assert legend.y1 <= ticks.y0 and legend.y0 >= 0, "legend overlaps the tick labels or leaves the figure"
+    assert label.y0 - legend.y1 < 30, "gap of more than 30 px between the x label and the legend"
