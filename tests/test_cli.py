@@ -349,10 +349,7 @@ def test_git_commit_is_dirty_only_for_changes_to_the_package(tmp_path):
 @pytest.mark.parametrize("rows", [2, 13])
 def test_result_bar_plot_legend_clears_the_axis_label(rows):
     """The legend below the bars must not cover the x label, on short and on tall figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # conftest selects the Agg backend
     import pandas as pd
 
     from dermlearn.experiments.plots import plot_bars
