@@ -231,13 +231,14 @@ def _predict(args: argparse.Namespace) -> int:
     for f in files:
         try:
             item = presize_image(load_image(f, draft_size=size), size)
+            source = load_image(f) if args.two_pass else None  # the crop is cut at full resolution
         except UnreadableImage as e:
             print(f"{f}: error: {e.reason}", file=sys.stderr)
             failed += 1
             continue
         extra: dict[str, str] = {}
         if args.two_pass:
-            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass)
+            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass, source=source)
             idx = int(probs.argmax())
             label, full = classes[idx], classes[int(first.argmax())]
             extra = {"full_view": full, "crop_box": " ".join(map(str, box))}
@@ -367,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--csv", help="write image, prediction and every class probability to this CSV")
     r.add_argument("--heatmaps", help="folder for a Grad-CAM heatmap PNG per image")
     r.add_argument("--two-pass", choices=["average", "replace"],
-                   help="field of view: crop to where Grad-CAM of the top class is >= half its maximum, predict the crop, and "
-                   "average its probabilities with the full view's or replace them (the CSV gets full_view and crop_box)")  # fmt: skip
+                   help="field of view: crop the photo, at its full resolution, to where Grad-CAM of the top class is >= half "
+                   "its maximum, predict the crop, and average its probabilities with the full view's or replace them "
+                   "(the CSV gets full_view and crop_box: x0 y0 x1 y1 in the upright photo's pixels)")  # fmt: skip
     r.set_defaults(func=_predict)
 
     e = sub.add_parser("experiment", help="run one of the study's experiments and write its tables",

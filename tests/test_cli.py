@@ -135,7 +135,7 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert list(two.columns) == ["image", "prediction", "full_view", "crop_box", "macula", "tumor", "ulcer"]
     assert abs(two[["macula", "tumor", "ulcer"]].sum(axis=1) - 1).max() < 1e-5
     boxes = [list(map(int, b.split())) for b in two["crop_box"]]
-    assert all(0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32 for x0, y0, x1, y1 in boxes)
+    assert all(0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40 for x0, y0, x1, y1 in boxes)  # in the 40-px files' pixels
     assert not (two[["macula", "tumor", "ulcer"]].values == table[["macula", "tumor", "ulcer"]].values).all()
 
 
