@@ -287,7 +287,6 @@ def test_two_pass_predict_combines_full_view_and_crop():
         two_pass_predict(learn, item, mode="max")
 
 
-
 def test_two_pass_predict_crops_the_full_resolution_source():
     """With ``source`` the box is mapped to the photo's pixels and the crop is cut there:
     a 300x240 photo presized to 48 px is its centre 240 square at 1/5, so item pixel x is

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 
-__all__ = ["UnreadableImage", "load_image", "presize_image"]
+__all__ = ["UnreadableImage", "load_image", "presize_geometry", "presize_image"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = 300_000_000  # large dermoscopy scans are fine; decompression bombs are not
@@ -82,12 +82,18 @@ def load_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
         raise UnreadableImage(p, f"corrupt or truncated ({type(e).__name__}: {e})") from None
 
 
+def presize_geometry(w: int, h: int, size: int) -> tuple[int, int, int, int]:
+    """Where :func:`presize_image` takes its square from a ``w x h`` image: the resized size
+    ``(nw, nh)`` (shorter side ``size``) and the square's offset ``(left, top)`` in it."""
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    return nw, nh, (nw - size) // 2, (nh - size) // 2
+
+
 def presize_image(img: Image.Image, size: int) -> Tensor:
     """Resize the shorter side to ``size`` and keep the centre square: uint8 ``(3, size, size)``."""
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0 if scale < 0.5 else None)
-    left, top = (nw - size) // 2, (nh - size) // 2
+    nw, nh, left, top = presize_geometry(w, h, size)
+    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0 if size / min(w, h) < 0.5 else None)
     img = img.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from ..data.decode import presize_image
+from ..data.decode import presize_geometry, presize_image
 from ._common import check_images, like_input, luminance, to_unit
 from .circle import Circle, fit_circle
 from .rim import detect_rim
@@ -222,19 +222,18 @@ def _as_pil(source: Image.Image | Tensor) -> Image.Image:
         if source.ndim != 3:
             raise ValueError(f"source must be one image (3, H, W), got shape {tuple(source.shape)}")
         check_images(source[None], "two_pass_predict (source)")
-        u8 = like_input(to_unit(source.detach().cpu()), torch.zeros(0, dtype=torch.uint8))
+        u8 = source.detach().cpu()
+        if u8.dtype != torch.uint8:
+            u8 = (u8.float() * 255).round().to(torch.uint8)
         return Image.fromarray(u8.permute(1, 2, 0).contiguous().numpy())
     raise TypeError(f"source must be a PIL image or a tensor (3, H, W), got {type(source).__name__}")
 
 
 def _box_in_source(box: tuple[int, int, int, int], size: int, w: int, h: int) -> tuple[int, int, int, int]:
-    """A box in the pixels of ``presize_image(source, size)`` mapped to ``source`` (``w x h``):
-    that square is the centre ``min(w, h)`` square of ``source`` scaled by ``size / min(w, h)``.
-    Integer arithmetic, so whole-number scales map exactly; the box grows to whole pixels."""
+    """A box in the pixels of ``presize_image(source, size)`` mapped to ``source`` (``w x h``),
+    grown to whole pixels; integer arithmetic, so whole-number scales map exactly."""
     s = min(w, h)
-    scale = size / s  # presize_image's own expressions for its offsets, in presized pixels
-    left = (max(size, round(w * scale)) - size) // 2
-    top = (max(size, round(h * scale)) - size) // 2
+    _, _, left, top = presize_geometry(w, h, size)
     x0, y0, x1, y1 = box
     return (max(0, (left + x0) * s // size), max(0, (top + y0) * s // size),
             min(w, -(-(left + x1) * s // size)), min(h, -(-(top + y1) * s // size)))  # fmt: skip
