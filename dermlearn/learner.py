@@ -798,12 +798,12 @@ class Learner:
             return Path(path)
         return export_learner(self, path, input_size, extra)
 
-    def export_onnx(self, path: str | Path, input_size: int | None = None) -> Path:
+    def export_onnx(self, path: str | Path, input_size: int | None = None, exporter: str = "dynamo") -> Path:
         """ONNX inference graph (uint8 images in, probabilities out); see
         :func:`dermlearn.onnx_export.export_onnx` (extra ``dermlearn[onnx]``)."""
         from .onnx_export import export_onnx
 
-        return export_onnx(self, path, input_size)
+        return export_onnx(self, path, input_size, exporter=exporter)
 
     def load(self, file: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
         """Load what :meth:`save` wrote (weights-only; no code runs from the file)."""

@@ -4,11 +4,18 @@ The exported graph takes uint8 images ``(B, 3, S, S)`` (already resized to the m
 input size), converts them to float, normalises them, runs the network and returns class
 probabilities ``(B, C)``. Corrections such as illumination correction are not part of the
 graph; apply them before, or use the PyTorch model. Needs the ``onnx`` extra
-(``pip install 'dermlearn[onnx]'``); checked against PyTorch with onnxruntime in the tests.
+(``pip install 'dermlearn[onnx]'``: onnx, onnxscript, onnxruntime); checked against PyTorch
+with onnxruntime in the tests.
+
+The graph is traced with PyTorch's ``torch.export``-based exporter (``exporter='dynamo'``,
+torch >= 2.5, the default). ``exporter='torchscript'`` uses the older TorchScript-based one,
+which PyTorch deprecates and will remove; it is kept for models ``torch.export`` cannot trace
+and for torch < 2.5.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 from pathlib import Path
@@ -36,7 +43,11 @@ class _InferenceGraph(nn.Module):
         return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=-1)
 
 
-def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, opset: int = 18) -> Path:
+EXPORTERS = ("dynamo", "torchscript")
+
+
+def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, opset: int = 18,
+                exporter: str = "dynamo") -> Path:  # fmt: skip
     """Write ``learn``'s model as ONNX: uint8 ``(B, 3, S, S)`` in, probabilities ``(B, C)`` out
     (dynamic batch size), with ``learn.temperature`` applied when
     :meth:`~dermlearn.Learner.calibrate` set one.
@@ -46,15 +57,30 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
         path: Output ``.onnx`` file (written atomically).
         input_size: ``S``; default: the resize step of the preprocessing.
         opset: ONNX opset version.
+        exporter: ``'dynamo'`` (``torch.export``-based, default) or ``'torchscript'``
+            (PyTorch's deprecated exporter).
+
+    Returns:
+        ``path``.
 
     Raises:
-        ImportError: the ``onnx`` extra is not installed.
-        ValueError: the input size is unknown.
+        ImportError: the ``onnx`` extra (for ``'dynamo'``: onnxscript too) is not installed.
+        ValueError: the input size is unknown, ``exporter`` is not one of the two, or
+            ``'dynamo'`` was asked of torch < 2.5.
     """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     try:
         import onnx  # noqa: F401
+
+        if exporter == "dynamo":
+            import onnxscript  # noqa: F401
     except ImportError as e:
-        raise ImportError("ONNX export needs the onnx extra: pip install 'dermlearn[onnx]'") from e
+        raise ImportError(f"ONNX export ({exporter!r}) needs the onnx extra: pip install 'dermlearn[onnx]' "
+                          f"({e.name} is missing)") from e  # fmt: skip
+    if exporter == "dynamo" and "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        raise ValueError(f"exporter='dynamo' needs torch >= 2.5 (this is {torch.__version__}); "
+                         "pass exporter='torchscript'")  # fmt: skip
     from .io import atomic_write
 
     norm = next((t for t in learn.dls.batch_tfms if isinstance(t, Normalize)), None)
@@ -63,11 +89,21 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
     if input_size is None:
         raise ValueError("pass input_size=: the preprocessing has no resize step to read it from")
     sigmoid = type(learn.loss_func).__name__ == "BCEWithLogitsOneHot"
+    was_training = learn.model.training
     graph = _InferenceGraph(learn.model, norm, sigmoid, float(learn.temperature)).cpu().eval()
-    example = torch.zeros(1, 3, input_size, input_size, dtype=torch.uint8)
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(graph, (example,), buf, input_names=["images"], output_names=["probs"],
-                          dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}}, opset_version=opset, dynamo=False)  # fmt: skip
-    learn.model.to(learn.device)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    example = torch.zeros(2, 3, input_size, input_size, dtype=torch.uint8)
+    names = {"input_names": ["images"], "output_names": ["probs"], "opset_version": opset}
+    try:
+        with torch.no_grad():
+            if exporter == "dynamo":
+                program = torch.onnx.export(graph, (example,), dynamo=True, verbose=False,
+                                            dynamic_shapes=({0: torch.export.Dim("batch")},), **names)  # fmt: skip
+                data = program.model_proto.SerializeToString()
+            else:
+                buf = io.BytesIO()
+                torch.onnx.export(graph, (example,), buf, dynamo=False, **names,
+                                  dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}})  # fmt: skip
+                data = buf.getvalue()
+    finally:  # leave the model where and as it was
+        learn.model.to(learn.device).train(was_training)
+    return atomic_write(path, lambda f: f.write(data))

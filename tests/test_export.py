@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
+import warnings
 
 import pytest
 import torch
@@ -98,13 +100,33 @@ def test_corrections_travel_with_the_model(tmp_path):
     torch.testing.assert_close(back.predict(item)[2], learn.predict(item)[2])
 
 
-def test_onnx_export_matches_pytorch(trained, tmp_path):
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_onnx_export_matches_pytorch(trained, tmp_path, exporter):
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    path = trained.export_onnx(tmp_path / "m.onnx")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    trained.model.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = trained.export_onnx(tmp_path / "m.onnx", exporter=exporter)
+    assert trained.model.training and next(trained.model.parameters()).device.type == "cpu"  # left as it was
+    if exporter == "dynamo":  # the default is the exporter PyTorch keeps, not the one it deprecates
+        assert not [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))], [str(w.message) for w in caught]
     sess = ort.InferenceSession(str(path))
     x, _ = next(iter(trained.dls.valid))
     x32 = torch.nn.functional.interpolate(x.float(), size=(32, 32), mode="bilinear", antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
-    out = torch.from_numpy(sess.run(None, {"images": x32.numpy()})[0])
-    ref = torch.sigmoid(trained.model.eval()(trained.dls.apply(x32, training=False)))  # the learner uses BCE: sigmoid
-    torch.testing.assert_close(out, ref.detach(), atol=1e-5, rtol=1e-4)
-    assert sess.get_inputs()[0].shape[0] == "batch"  # any batch size
+    ref = torch.sigmoid(trained.model.eval()(trained.dls.apply(x32, training=False))).detach()  # the learner uses BCE: sigmoid
+    for batch in (x32, x32[:1]):  # the batch size is free, 1 included (the trace used 2)
+        out = torch.from_numpy(sess.run(None, {"images": batch.numpy()})[0])
+        torch.testing.assert_close(out, ref[: len(batch)], atol=1e-5, rtol=1e-4)
+    assert sess.get_inputs()[0].shape[0] == "batch" and sess.get_outputs()[0].shape[0] == "batch"
+
+
+def test_onnx_export_bad_arguments(trained, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    with pytest.raises(ValueError, match="exporter must be one of"):
+        trained.export_onnx(tmp_path / "m.onnx", exporter="jit")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"dermlearn\[onnx\].*onnxscript is missing"):
+        trained.export_onnx(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
