@@ -205,14 +205,14 @@ def _predict(args: argparse.Namespace) -> int:
     import csv
     import io
 
-    from .data.decode import UnreadableImage, load_image, presize_image
+    from .data.decode import UnreadableImage, image_item, load_image
     from .data.sources import IMAGE_EXTENSIONS
     from .export import load_learner
     from .io import atomic_write_text
     from .transforms import two_pass_predict
 
     learn = load_learner(args.model)
-    size = learn.meta.get("input_size") or 224
+    size = learn.input_size or 224
     files: list[Path] = []
     for p in map(Path, args.images):
         if p.is_dir():
@@ -230,7 +230,7 @@ def _predict(args: argparse.Namespace) -> int:
         heat.mkdir(parents=True, exist_ok=True)
     for f in files:
         try:
-            item = presize_image(load_image(f, draft_size=size), size)
+            item = image_item(f, size)
             source = load_image(f) if args.two_pass else None  # the crop is cut at full resolution
         except UnreadableImage as e:
             print(f"{f}: error: {e.reason}", file=sys.stderr)

@@ -74,7 +74,7 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
     Args:
         learn: A Learner whose model comes from :func:`dermlearn.create_model`.
         path: Output file (``.pth`` is usual).
-        input_size: Model input side; default: the ``resize`` step of the preprocessing.
+        input_size: Model input side; default: :attr:`~dermlearn.Learner.input_size` (the resize step, else the stored images' side).
         extra: More JSON-serialisable metadata to keep (e.g. training settings).
 
     Raises:
@@ -89,7 +89,7 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
     head_kind = "linear" if isinstance(model.head[0], nn.AdaptiveAvgPool2d) else "fastai"
     steps = _describe_tfms(learn.dls.batch_tfms)
     if input_size is None:
-        input_size = next((s["size"] for s in steps if s["name"] == "resize"), None)
+        input_size = learn.input_size
     activation = "sigmoid" if type(learn.loss_func).__name__ == "BCEWithLogitsOneHot" else "softmax"
     n_out = model.head[-1].out_features
     meta = {

@@ -20,6 +20,7 @@ accumulated on the device and read once per epoch.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from .callback import (
@@ -40,6 +42,8 @@ from .callback import (
     CancelTrainException,
     CancelValidException,
 )
+from .data.augment import Resize
+from .data.decode import image_item
 from .dataloaders import DataLoaders
 from .distributed import all_gather_cat, init_from_env, is_main_process
 from .guard import NonFiniteGuard
@@ -196,6 +200,7 @@ class Learner:
         self._compiled: nn.Module | None = None
         self._train_module: nn.Module = self.model
         self.temperature = 1.0  # set by calibrate(): logits are divided by it before the activation
+        self.meta: dict[str, Any] = {}  # a model file's metadata, set by load_learner
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -747,18 +752,47 @@ class Learner:
             self._augment_valid = False
         return (1 - beta) * torch.stack(augmented).mean(0) + beta * plain, targets
 
-    def predict(self, item: Tensor) -> tuple[str | int, int, Tensor]:
+    @property
+    def input_size(self) -> int | None:
+        """Side of the square the model reads: the size of the preprocessing's resize step
+        (``dls.batch_tfms``), else a loaded model file's ``input_size``, else the side of the
+        stored images when they are square (data without a resize step); None when none says."""
+        size = next((int(t.size) for t in self.dls.batch_tfms if isinstance(t, Resize)), None)
+        if size is None:
+            size = self.meta.get("input_size")
+        for loader in (self.dls.valid, self.dls.train) if size is None else ():
+            dataset = getattr(loader, "dataset", None)
+            if dataset is not None and len(dataset) > 0:
+                x = dataset[0][0]
+                if isinstance(x, Tensor) and x.ndim == 3 and x.shape[-1] == x.shape[-2]:
+                    return int(x.shape[-1])
+        return size
+
+    def predict(self, item: Tensor | str | os.PathLike | Image.Image) -> tuple[str | int, int, Tensor]:
         """Predict one image.
 
         Args:
-            item: One image as the dataset stores it, ``(C, H, W)`` (uint8 or float).
+            item: One image as the dataset stores it, ``(C, H, W)`` (uint8 or float in
+                [0, 1]); or an image file or PIL image, decoded as the data pipeline decodes
+                files (:func:`dermlearn.data.decode.image_item`: upright, shorter side to
+                :attr:`input_size`, centre square).
 
         Returns:
             ``(label, index, probs)``: the class name (or index when the data has no vocab),
             its index, and the probabilities ``(C,)`` on the CPU.
+
+        Raises:
+            UnreadableImage: the file cannot be decoded.
+            ValueError: a tensor that is not one image, or a file for a Learner whose input
+                size is unknown.
         """
+        if isinstance(item, (str, os.PathLike, Image.Image)):
+            if self.input_size is None:
+                raise ValueError("predict of an image file needs the model's input size, and the preprocessing has no resize "
+                                 "step: pass the image as a tensor (3, H, W)")  # fmt: skip
+            item = image_item(item, self.input_size)
         if not isinstance(item, Tensor) or item.ndim != 3:
-            raise ValueError(f"predict expects one image tensor (C, H, W), got {getattr(item, 'shape', type(item))}")
+            raise ValueError(f"predict expects one image tensor (C, H, W), an image file or a PIL image, got {getattr(item, 'shape', type(item).__name__)}")
         was_training = self.model.training
         self.model.eval()
         try:

@@ -55,7 +55,7 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
     Args:
         learn: A Learner (e.g. from :func:`~dermlearn.export.load_learner`).
         path: Output ``.onnx`` file (written atomically).
-        input_size: ``S``; default: the resize step of the preprocessing.
+        input_size: ``S``; default: :attr:`~dermlearn.Learner.input_size`.
         opset: ONNX opset version.
         exporter: ``'dynamo'`` (``torch.export``-based, default) or ``'torchscript'``
             (PyTorch's deprecated exporter).
@@ -85,9 +85,9 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
 
     norm = next((t for t in learn.dls.batch_tfms if isinstance(t, Normalize)), None)
     if input_size is None:
-        input_size = next((int(t.size) for t in learn.dls.batch_tfms if type(t).__name__ == "Resize"), None)
+        input_size = learn.input_size
     if input_size is None:
-        raise ValueError("pass input_size=: the preprocessing has no resize step to read it from")
+        raise ValueError("pass input_size=: neither a resize step of the preprocessing nor the data says it")
     sigmoid = type(learn.loss_func).__name__ == "BCEWithLogitsOneHot"
     was_training = learn.model.training
     graph = _InferenceGraph(learn.model, norm, sigmoid, float(learn.temperature)).cpu().eval()

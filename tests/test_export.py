@@ -7,6 +7,7 @@ import pickle
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,3 +131,45 @@ def test_onnx_export_bad_arguments(trained, tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"dermlearn\[onnx\].*onnxscript is missing"):
         trained.export_onnx(tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_predict_reads_image_files_and_pil_images(trained, tmp_path):
+    """A photo file or PIL image is decoded as the data pipeline decodes files: upright (EXIF),
+    shorter side to the input size, centre square."""
+    from PIL import Image
+
+    from dermlearn.data.decode import UnreadableImage, load_image
+    from dermlearn.transforms import two_pass_predict
+
+    learn = dl.load_learner(trained.export(tmp_path / "m.pth"), device="cpu")
+    assert trained.input_size == learn.input_size == 32
+    rng = np.random.default_rng(0)
+    upright = Image.fromarray(rng.integers(0, 256, (60, 90, 3), dtype=np.uint8))  # 90 wide, 60 high
+    upright.save(tmp_path / "up.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: store it rotated the other way
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "rot.png", exif=exif)
+    # by hand: 60 -> 32 rows, 90 -> 48 columns, the centre 32 columns kept
+    ref = upright.resize((48, 32), Image.BILINEAR).crop((8, 0, 40, 32))
+    ref_item = torch.from_numpy(np.asarray(ref).copy()).permute(2, 0, 1)
+    want = learn.predict(ref_item)
+    for item in (tmp_path / "up.png", str(tmp_path / "rot.png"), Image.open(tmp_path / "rot.png"), upright):
+        got = learn.predict(item)
+        assert got[:2] == want[:2]
+        torch.testing.assert_close(got[2], want[2], rtol=0, atol=0)
+    # two-pass from a file: the first pass as above, the crop cut from the full-resolution photo
+    probs, first, second, box = two_pass_predict(learn, tmp_path / "rot.png")
+    torch.testing.assert_close(first, want[2], rtol=0, atol=0)
+    again = two_pass_predict(learn, ref_item, source=load_image(tmp_path / "rot.png"))
+    assert again[3] == box and 15 <= box[0] < box[2] <= 75 and 0 <= box[1] < box[3] <= 60
+    torch.testing.assert_close(again[0], probs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="pass source only with an item tensor"):
+        two_pass_predict(learn, tmp_path / "up.png", source=upright)
+    with pytest.raises(UnreadableImage, match=r"missing\.jpg: file not found"):
+        learn.predict(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="an image file or a PIL image"):
+        learn.predict(np.asarray(upright))
+    blind = dl.Learner(dl.DataLoaders([], None), dl.create_model("simple_cnn", 3), progress=False, device="cpu")
+    assert blind.input_size is None
+    with pytest.raises(ValueError, match="needs the model's input size"):
+        blind.predict(upright)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write
-from .decode import UnreadableImage, load_image, presize_image
+from .decode import UnreadableImage, image_item
 
 __all__ = ["decode_all", "default_cache_dir"]
 
@@ -41,7 +41,7 @@ def _key(paths: Sequence[str], size: int) -> str:
 
 def _decode_one(path: str, size: int) -> Tensor | UnreadableImage:
     try:
-        return presize_image(load_image(path, draft_size=size), size)
+        return image_item(path, size)
     except UnreadableImage as e:
         return e
 

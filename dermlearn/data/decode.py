@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 
-__all__ = ["UnreadableImage", "load_image", "presize_geometry", "presize_image"]
+__all__ = ["UnreadableImage", "image_item", "load_image", "presize_geometry", "presize_image"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = 300_000_000  # large dermoscopy scans are fine; decompression bombs are not
@@ -97,3 +97,30 @@ def presize_image(img: Image.Image, size: int) -> Tensor:
     img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0 if size / min(w, h) < 0.5 else None)
     img = img.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def image_item(image: str | os.PathLike | Image.Image, size: int) -> Tensor:
+    """An image file or PIL image as the data pipeline stores it: upright (EXIF orientation
+    applied), 8-bit RGB, shorter side resized to ``size``, centre square kept.
+
+    Args:
+        image: A file path, or a PIL image (e.g. from ``Image.open``; its EXIF orientation is
+            applied here, once).
+        size: Side of the result, at least 1.
+
+    Returns:
+        uint8 ``(3, size, size)``.
+
+    Raises:
+        UnreadableImage: the file cannot be decoded (names the path and why).
+        TypeError: ``image`` is neither a path nor a PIL image.
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    if isinstance(image, Image.Image):
+        img = _to_rgb(ImageOps.exif_transpose(image))
+    elif isinstance(image, (str, os.PathLike)):
+        img = load_image(image, draft_size=size)
+    else:
+        raise TypeError(f"expected an image file path or a PIL image, got {type(image).__name__}")
+    return presize_image(img, size)

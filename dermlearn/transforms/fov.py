@@ -7,14 +7,16 @@ a wide view leaves the network looking at skin, clothing or background.
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from ..data.decode import presize_geometry, presize_image
+from ..data.decode import image_item, load_image, presize_geometry, presize_image
 from ._common import check_images, like_input, luminance, to_unit
 from .circle import Circle, fit_circle
 from .rim import detect_rim
@@ -160,7 +162,7 @@ def crop_boxes(x: Tensor, boxes: Tensor | list[tuple[int, int, int, int]], size:
     return like_input(out.clamp(0, 1), x)
 
 
-def two_pass_predict(learn, item: Tensor, mode: str = "average", theta: float = 0.5, margin: float = 0.15,
+def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode: str = "average", theta: float = 0.5, margin: float = 0.15,
                      source: Image.Image | Tensor | None = None, layer: torch.nn.Module | None = None):  # fmt: skip
     """Predict, crop to where Grad-CAM of the top-1 class is ``>= theta * max``, predict the
     crop, and average (``mode='average'``) or replace (``'replace'``) the probabilities.
@@ -171,11 +173,14 @@ def two_pass_predict(learn, item: Tensor, mode: str = "average", theta: float = 
     shorter side resized to ``item``'s side, centre square kept), the box is mapped to
     ``source`` pixels and the crop is cut there and presized the same way: the closer
     field of view of the study (its P[blister] 0.547 -> 1.0), with the detail a phone photo
-    has and a 128-px view of it does not.
+    has and a 128-px view of it does not. An image file or PIL image as ``item`` is both:
+    decoded as the data pipeline does (:func:`dermlearn.data.decode.image_item`) for the first
+    pass, and at full resolution as ``source``.
 
     Args:
         learn: A Learner (e.g. from :func:`dermlearn.load_learner`).
-        item: One image as the dataset stores it ``(3, H, W)``, uint8 or float in [0, 1].
+        item: One image as the dataset stores it ``(3, H, W)``, uint8 or float in [0, 1];
+            or an image file or PIL image (then ``source`` must be None).
         mode: ``'average'`` or ``'replace'``.
         theta: Grad-CAM threshold as a fraction of its maximum, in (0, 1].
         margin: Growth of the box on each side, as a fraction of its size.
@@ -190,6 +195,15 @@ def two_pass_predict(learn, item: Tensor, mode: str = "average", theta: float = 
     """
     if mode not in ("average", "replace"):
         raise ValueError(f"mode must be 'average' or 'replace', got {mode!r}")
+    if isinstance(item, (str, os.PathLike, Image.Image)):
+        if source is not None:
+            raise ValueError("pass source only with an item tensor: an image file or PIL image is its own source")
+        if learn.input_size is None:
+            raise ValueError("two_pass_predict of an image file needs the model's input size, and the preprocessing "
+                             "has no resize step: pass item (3, S, S) and source")  # fmt: skip
+        # a file is decoded twice: reduced (JPEG draft), as the data pipeline does, and at full resolution
+        source = ImageOps.exif_transpose(item) if isinstance(item, Image.Image) else load_image(item)
+        item = image_item(item, learn.input_size)
     if not isinstance(item, Tensor) or item.ndim != 3:
         raise ValueError(f"two_pass_predict expects one image tensor (3, H, W), got {getattr(item, 'shape', type(item))}")
     if source is not None:
