@@ -628,11 +628,19 @@ class Learner:
 
         return lr_find(self, *args, **kwargs)
 
-    def explain(self, items: Tensor, targets: Sequence[Any] = ("top1", "runner_up"), layer: nn.Module | None = None, gbp: bool = True):
-        """Grad-CAM and Guided Backprop maps for raw items, with probabilities; see
-        :func:`dermlearn.interpret.explain`."""
+    def explain(self, items: Tensor | str | os.PathLike | Image.Image | Sequence[str | os.PathLike | Image.Image],
+                targets: Sequence[Any] = ("top1", "runner_up"), layer: nn.Module | None = None, gbp: bool = True):  # fmt: skip
+        """Grad-CAM and Guided Backprop maps for raw items (a tensor ``(C, H, W)`` or
+        ``(B, C, H, W)``), or for image files or PIL images (one or a list, decoded by
+        :meth:`load_item`), with probabilities; see :func:`dermlearn.interpret.explain`."""
         from .interpret.explain import explain
 
+        if isinstance(items, (str, os.PathLike, Image.Image)):
+            items = self.load_item(items)
+        elif isinstance(items, (list, tuple)):
+            if not items:
+                raise ValueError("explain got an empty list of images")
+            items = torch.stack([self.load_item(i) if isinstance(i, (str, os.PathLike, Image.Image)) else i for i in items])
         return explain(self, items, targets, layer, gbp)
 
     # ------------------------------------------------------------------ distributed
@@ -768,6 +776,21 @@ class Learner:
                     return int(x.shape[-1])
         return size
 
+    def load_item(self, image: str | os.PathLike | Image.Image) -> Tensor:
+        """An image file or PIL image as this model's input item, decoded as the data pipeline
+        decodes files (:func:`dermlearn.data.decode.image_item`): uint8 ``(3, S, S)`` with
+        ``S`` = :attr:`input_size`.
+
+        Raises:
+            UnreadableImage: the file cannot be decoded.
+            ValueError: the input size is unknown (no resize step, model file or stored images
+                to read it from).
+        """
+        if self.input_size is None:
+            raise ValueError("decoding an image file needs the model's input size, and neither the preprocessing "
+                             "(no resize step) nor the data says it: pass the image as a tensor (3, H, W)")  # fmt: skip
+        return image_item(image, self.input_size)
+
     def predict(self, item: Tensor | str | os.PathLike | Image.Image) -> tuple[str | int, int, Tensor]:
         """Predict one image.
 
@@ -787,10 +810,7 @@ class Learner:
                 size is unknown.
         """
         if isinstance(item, (str, os.PathLike, Image.Image)):
-            if self.input_size is None:
-                raise ValueError("predict of an image file needs the model's input size, and the preprocessing has no resize "
-                                 "step: pass the image as a tensor (3, H, W)")  # fmt: skip
-            item = image_item(item, self.input_size)
+            item = self.load_item(item)
         if not isinstance(item, Tensor) or item.ndim != 3:
             raise ValueError(f"predict expects one image tensor (C, H, W), an image file or a PIL image, got {getattr(item, 'shape', type(item).__name__)}")
         was_training = self.model.training

@@ -157,6 +157,14 @@ def test_predict_reads_image_files_and_pil_images(trained, tmp_path):
         got = learn.predict(item)
         assert got[:2] == want[:2]
         torch.testing.assert_close(got[2], want[2], rtol=0, atol=0)
+    assert torch.equal(learn.load_item(tmp_path / "rot.png"), ref_item)
+    # explanations of files: one, or a list, as of the decoded tensors
+    ex, ex_ref = learn.explain([tmp_path / "rot.png", upright], gbp=False), learn.explain(torch.stack([ref_item] * 2), gbp=False)
+    torch.testing.assert_close(ex.probs, ex_ref.probs, rtol=0, atol=0)
+    torch.testing.assert_close(ex.gradcam["top1"].maps, ex_ref.gradcam["top1"].maps, rtol=0, atol=0)
+    torch.testing.assert_close(learn.explain(tmp_path / "up.png", gbp=False).probs, ex_ref.probs[:1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="empty list"):
+        learn.explain([])
     # two-pass from a file: the first pass as above, the crop cut from the full-resolution photo
     probs, first, second, box = two_pass_predict(learn, tmp_path / "rot.png")
     torch.testing.assert_close(first, want[2], rtol=0, atol=0)

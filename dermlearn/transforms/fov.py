@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from ..data.decode import image_item, load_image, presize_geometry, presize_image
+from ..data.decode import load_image, presize_geometry, presize_image
 from ._common import check_images, like_input, luminance, to_unit
 from .circle import Circle, fit_circle
 from .rim import detect_rim
@@ -198,12 +198,9 @@ def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode
     if isinstance(item, (str, os.PathLike, Image.Image)):
         if source is not None:
             raise ValueError("pass source only with an item tensor: an image file or PIL image is its own source")
-        if learn.input_size is None:
-            raise ValueError("two_pass_predict of an image file needs the model's input size, and the preprocessing "
-                             "has no resize step: pass item (3, S, S) and source")  # fmt: skip
         # a file is decoded twice: reduced (JPEG draft), as the data pipeline does, and at full resolution
         source = ImageOps.exif_transpose(item) if isinstance(item, Image.Image) else load_image(item)
-        item = image_item(item, learn.input_size)
+        item = learn.load_item(item)
     if not isinstance(item, Tensor) or item.ndim != 3:
         raise ValueError(f"two_pass_predict expects one image tensor (3, H, W), got {getattr(item, 'shape', type(item))}")
     if source is not None:
