@@ -20,6 +20,7 @@ from dermlearn.data import data_root
 from dermlearn.data.decode import load_image
 from dermlearn.datasets import make_lesions
 from dermlearn.transforms import (
+    CropVignette,
     adjust_gamma,
     auto_gamma,
     correct_illumination,
@@ -68,6 +69,7 @@ def main() -> None:
         "roi crop from mask + resize": (lambda x: crop_boxes(x, [roi_box(m) for m in masks[: len(x)]], 224), True),
         "detect_vignette dark": (lambda x: [detect_vignette(i, method="dark") for i in x], False),
         "detect_vignette auto": (lambda x: [detect_vignette(i) for i in x], False),
+        "CropVignette (dark; none found)": (CropVignette(), True),
         "remove_hair (OpenCV)": (lambda x: [remove_hair(i) for i in x], False),
     }
     print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, {source}")

@@ -33,6 +33,7 @@ _REBUILDABLE = {  # class name -> constructor arguments kept in the metadata
     "CorrectIllumination": ("kernel_frac", "work_size"),
     "ShadesOfGray": ("p", "saturated", "border"),
     "RemoveHair": ("kernel", "threshold", "radius"),
+    "CropVignette": ("method", "shrink"),
 }
 
 

@@ -80,25 +80,30 @@ def test_export_refuses_models_it_cannot_rebuild(tmp_path):
 
 
 def test_corrections_travel_with_the_model(tmp_path):
-    from dermlearn.transforms import AdjustGamma, CorrectIllumination, ShadesOfGray
+    from dermlearn.transforms import AdjustGamma, CorrectIllumination, CropVignette, ShadesOfGray
 
     from .test_data import synthetic_folder
+    from .test_transforms import _vignetted
 
     synthetic_folder(tmp_path / "imgs", n=45, size=40, n_classes=3)
     data = dl.DermData.from_folder(tmp_path / "imgs")
-    tfms = [CorrectIllumination(kernel_frac=0.3), ShadesOfGray(p=4), AdjustGamma(0.8)]
+    tfms = [CropVignette(method="auto", shrink=0.9), CorrectIllumination(kernel_frac=0.3), ShadesOfGray(p=4), AdjustGamma(0.8)]
     dls = data.dls(bs=8, size=32, progress=False, cache_dir=False, tfms=tfms)
     x, _ = next(iter(dls.valid))
-    ref = AdjustGamma(0.8)(ShadesOfGray(p=4)(CorrectIllumination(kernel_frac=0.3)(x)))
+    ref = AdjustGamma(0.8)(ShadesOfGray(p=4)(CorrectIllumination(kernel_frac=0.3)(CropVignette("auto", 0.9)(x))))
     torch.testing.assert_close(dls.apply(x, training=False), dls.batch_tfms[-1](dls.batch_tfms[-2](ref)))
     learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), progress=False, device="cpu")
     path = learn.export(tmp_path / "m.pth")
     back = dl.load_learner(path)
     names = [s["name"] for s in back.meta["preprocessing"]]
-    assert names == ["CorrectIllumination", "ShadesOfGray", "AdjustGamma", "resize", "normalize"]
-    assert back.meta["preprocessing"][0]["kernel_frac"] == 0.3 and back.meta["preprocessing"][1]["p"] == 4
+    assert names == ["CropVignette", "CorrectIllumination", "ShadesOfGray", "AdjustGamma", "resize", "normalize"]
+    assert back.meta["preprocessing"][0] == {"name": "CropVignette", "method": "auto", "shrink": 0.9}
+    assert back.meta["preprocessing"][1]["kernel_frac"] == 0.3 and back.meta["preprocessing"][2]["p"] == 4
     item = dls.valid.dataset[0][0]
     torch.testing.assert_close(back.predict(item)[2], learn.predict(item)[2])
+    framed = _vignetted(40, [(20, 21, 17)])[0]  # a dermoscope photo: the loaded model crops its vignette too
+    torch.testing.assert_close(back.predict(framed)[2], learn.predict(framed)[2])
+    assert not torch.equal(back.dls.batch_tfms[0](framed[None]), framed[None])  # it was cropped
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])

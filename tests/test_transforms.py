@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 import dermlearn as dl
 from dermlearn.data.decode import load_image
 from dermlearn.transforms import (
     AdjustGamma,
     CorrectIllumination,
+    CropVignette,
     RandomColourCast,
     RandomGamma,
     RandomIllumination,
@@ -23,8 +25,10 @@ from dermlearn.transforms import (
     auto_gamma,
     correct_illumination,
     crop_boxes,
+    crop_vignette,
     detect_vignette,
     estimate_illuminant,
+    field_boxes,
     hair_mask,
     illumination_ramp,
     remove_hair,
@@ -249,6 +253,63 @@ def test_rim_detector_on_synthetic_vignettes_and_bad_input():
     assert detect_vignette(flat, method="rim") is None
     with pytest.raises(ValueError, match="method must be 'auto', 'dark' or 'rim'"):
         detect_vignette(flat, method="hough")
+
+
+def _vignetted(s: int, fields, w: int | None = None, seed: int = 0) -> Tensor:
+    """Skin-coloured noisy images ``(B, 3, s, w)`` with black outside each circle (None: no vignette)."""
+    w = w or s
+    yy, xx = np.mgrid[0:s, 0:w]
+    rng = np.random.default_rng(seed)
+    out = []
+    for field in fields:
+        img = np.clip(np.array([190, 150, 140]) + rng.normal(0, 8, (s, w, 3)), 0, 255).astype(np.uint8)
+        if field is not None:
+            cx, cy, r = field
+            img[np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) > r] = 12
+        out.append(torch.from_numpy(img).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def test_crop_vignette_keeps_the_field_and_passes_other_images():
+    """Full, partial and off-centre vignettes on 160 px items: the box has the image's aspect,
+    all of it lies in the field (the true circle), it keeps most of what fits, and the crop has
+    no black left; an image without a vignette is returned bit for bit."""
+    fields = [(84, 78, 68), (80, 80, 92), (60, 88, 104), None]
+    x = _vignetted(160, fields)
+    boxes = field_boxes(x)
+    assert boxes[3] is None
+    for (cx, cy, r), (x0, y0, x1, y1) in zip(fields[:3], boxes[:3]):
+        assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 160
+        assert abs((x1 - x0) - (y1 - y0)) < 1e-6  # square images: square boxes
+        assert all(math.hypot(px - cx, py - cy) <= r + 1 for px in (x0, x1) for py in (y0, y1))
+    # the full circle keeps its inscribed square (0.98 of the radius, detection within 3 px)
+    assert abs((boxes[0][2] - boxes[0][0]) - 2 * 68 * 0.98 / math.sqrt(2)) < 5
+    y = crop_vignette(x)
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    black = lambda im: float((im < 40).all(0).float().mean())  # noqa: E731
+    assert all(black(im) > 0.05 for im in x[:3]) and all(black(im) == 0 for im in y[:3])
+    assert torch.equal(y[3], x[3])
+    torch.testing.assert_close(y[:3], crop_boxes(x[:3], boxes[:3], 160))
+    # float in [0, 1] gives the same, to rounding; the module is the function
+    torch.testing.assert_close(crop_vignette(x.float() / 255), y.float() / 255, atol=1 / 255 + 1e-6, rtol=0)
+    assert torch.equal(CropVignette()(x), y)
+    # a wide image gets a box of its own aspect (w / h = 1.5)
+    wide = _vignetted(120, [(90, 60, 80)], w=180)
+    (x0, y0, x1, y1), = field_boxes(wide)
+    assert abs((x1 - x0) / (y1 - y0) - 1.5) < 1e-6 and crop_vignette(wide).shape == wide.shape
+    flat = torch.full((2, 3, 64, 64), 128, dtype=torch.uint8)
+    assert crop_vignette(flat) is flat  # nothing found: not even copied
+    with pytest.raises(ValueError, match="method must be"):
+        CropVignette(method="hough")
+    with pytest.raises(ValueError, match=r"shrink must be in \(0, 1\]"):
+        crop_vignette(x, shrink=0)
+    with pytest.raises(ValueError, match=r"field_boxes expects images \(B, 3, H, W\)"):
+        crop_vignette(x[0])
+
+
+def test_crop_vignette_leaves_clinical_photos_alone(pad_images):
+    x = torch.stack([F.interpolate(im[None].float(), size=(128, 128), mode="area")[0].round().to(torch.uint8) for im, _ in pad_images])
+    assert torch.equal(CropVignette()(x), x)
 
 
 def test_mask_crop_keeps_the_lesion(pad_images):

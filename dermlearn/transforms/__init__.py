@@ -5,7 +5,17 @@ sense) a random variant whose ``sample``/``apply_params`` replay parameters
 (``apply`` stays ``torch.nn.Module.apply``)."""
 
 from .colour import RandomColourCast, ShadesOfGray, estimate_illuminant, shades_of_gray
-from .fov import Circle, crop_boxes, detect_vignette, roi_box, two_pass_predict, vignette_box
+from .fov import (
+    Circle,
+    CropVignette,
+    crop_boxes,
+    crop_vignette,
+    detect_vignette,
+    field_boxes,
+    roi_box,
+    two_pass_predict,
+    vignette_box,
+)
 from .gamma import AdjustGamma, AutoGamma, RandomGamma, adjust_gamma, auto_gamma
 from .hair import RemoveHair, hair_mask, remove_hair
 from .illumination import (
@@ -21,6 +31,7 @@ __all__ = [
     "AutoGamma",
     "Circle",
     "CorrectIllumination",
+    "CropVignette",
     "RandomColourCast",
     "RandomGamma",
     "RandomIllumination",
@@ -30,9 +41,11 @@ __all__ = [
     "auto_gamma",
     "correct_illumination",
     "crop_boxes",
+    "crop_vignette",
     "detect_vignette",
     "estimate_illuminant",
     "estimate_illumination",
+    "field_boxes",
     "hair_mask",
     "illumination_ramp",
     "remove_hair",

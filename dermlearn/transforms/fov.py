@@ -21,7 +21,8 @@ from ._common import check_images, like_input, luminance, to_unit
 from .circle import Circle, fit_circle
 from .rim import detect_rim
 
-__all__ = ["Circle", "crop_boxes", "detect_vignette", "roi_box", "two_pass_predict", "vignette_box"]
+__all__ = ["Circle", "CropVignette", "crop_boxes", "crop_vignette", "detect_vignette", "field_boxes", "roi_box",
+           "two_pass_predict", "vignette_box"]  # fmt: skip
 
 
 def detect_vignette(image: Tensor, method: str = "auto", work_size: int = 256, min_area: float = 0.03,
@@ -110,6 +111,93 @@ def vignette_box(circle: Circle, h: int, w: int, shrink: float = 0.98) -> tuple[
     return x0, y0, x1, y1
 
 
+def field_boxes(x: Tensor, method: str = "dark", shrink: float = 0.98) -> list[tuple[float, float, float, float] | None]:
+    """For each image, the largest box of the image's own aspect ratio centred in its
+    dermoscope field (:func:`detect_vignette`, the circle shrunk by ``shrink``) and inside the
+    image: ``(x0, y0, x1, y1)`` in pixels (floats), or None where no field was found.
+
+    Where the circle leaves the image (a partial vignette) the box is the part of the circle's
+    inscribed box that lies in the image, narrowed to the image's aspect ratio around its
+    middle, so every corner lies in the field.
+
+    Args:
+        x: Images ``(B, 3, H, W)``, uint8 or float in [0, 1], on any device (detection runs on
+            the CPU).
+        method: ``'dark'`` (default: 1-3 ms an image), ``'rim'`` or ``'auto'``, as in
+            :func:`detect_vignette`.
+        shrink: Fraction of the radius kept, in (0, 1].
+    """
+    check_images(x, "field_boxes")
+    if method not in ("auto", "dark", "rim"):
+        raise ValueError(f"method must be 'auto', 'dark' or 'rim', got {method!r}")
+    if not 0.0 < shrink <= 1.0:
+        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
+    h, w = x.shape[-2:]
+    k = w / h
+    cpu = x.detach().cpu()
+    boxes: list[tuple[float, float, float, float] | None] = []
+    for img in cpu:
+        c = detect_vignette(img, method=method)
+        if c is None:
+            boxes.append(None)
+            continue
+        r = c.r * shrink
+        hw, hh = r * k / np.hypot(k, 1.0), r / np.hypot(k, 1.0)  # the inscribed box of aspect k
+        x0, x1 = max(0.0, c.cx - hw), min(float(w), c.cx + hw)
+        y0, y1 = max(0.0, c.cy - hh), min(float(h), c.cy + hh)
+        if x1 - x0 <= 1 or y1 - y0 <= 1:
+            boxes.append(None)
+            continue
+        bw, bh = min(x1 - x0, (y1 - y0) * k), min(y1 - y0, (x1 - x0) / k)
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        boxes.append((float(mx - bw / 2), float(my - bh / 2), float(mx + bw / 2), float(my + bh / 2)))
+    return boxes
+
+
+def crop_vignette(x: Tensor, method: str = "dark", shrink: float = 0.98) -> Tensor:
+    """Crop each image to its dermoscope field (:func:`field_boxes`) and resize it back to
+    ``H x W`` (bilinear, ``roi_align``); images without a field are returned unchanged, bit
+    for bit.
+
+    Args:
+        x: Images ``(B, 3, H, W)``, uint8 or float in [0, 1].
+        method: ``'dark'``, ``'rim'`` or ``'auto'`` (see :func:`detect_vignette`).
+        shrink: Fraction of the field's radius kept, in (0, 1].
+
+    Returns:
+        Same shape, dtype and device as ``x``.
+    """
+    boxes = field_boxes(x, method, shrink)
+    found = [i for i, b in enumerate(boxes) if b is not None]
+    if not found:
+        return x
+    h, w = x.shape[-2:]
+    out = x.clone()
+    out[found] = crop_boxes(x[found], [boxes[i] for i in found], (h, w))
+    return out
+
+
+class CropVignette(torch.nn.Module):
+    """Crop dermoscope vignettes away (:func:`crop_vignette`), as a preprocessing step:
+    ``DermData.dls(tfms=[CropVignette()])`` applies it to every batch, exports it with the
+    model, and :meth:`Learner.predict` applies it too. Photos without a vignette (clinical
+    photos) pass unchanged."""
+
+    def __init__(self, method: str = "dark", shrink: float = 0.98) -> None:
+        super().__init__()
+        if method not in ("auto", "dark", "rim"):
+            raise ValueError(f"method must be 'auto', 'dark' or 'rim', got {method!r}")
+        if not 0.0 < shrink <= 1.0:
+            raise ValueError(f"shrink must be in (0, 1], got {shrink}")
+        self.method, self.shrink = method, shrink
+
+    def forward(self, x: Tensor) -> Tensor:
+        return crop_vignette(x, self.method, self.shrink)
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, shrink={self.shrink}"
+
+
 def roi_box(saliency: Tensor, theta: float = 0.5, margin: float = 0.15, aspect: float = 1.0) -> tuple[int, int, int, int]:
     """Box around the region where ``saliency >= theta * max``, grown by ``margin`` of its
     size on each side, widened to the aspect ratio ``aspect`` (width / height), shifted and
@@ -148,17 +236,19 @@ def roi_box(saliency: Tensor, theta: float = 0.5, margin: float = 0.15, aspect: 
     return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x0 + bw)), int(np.ceil(y0 + bh))
 
 
-def crop_boxes(x: Tensor, boxes: Tensor | list[tuple[int, int, int, int]], size: int) -> Tensor:
-    """Crop each image to its box and resize to ``size x size`` in one batched op
-    (``roi_align``, bilinear). ``boxes``: ``(B, 4)`` as ``(x0, y0, x1, y1)``. Same dtype as ``x``."""
+def crop_boxes(x: Tensor, boxes: Tensor | list[tuple[float, float, float, float]], size: int | tuple[int, int]) -> Tensor:
+    """Crop each image to its box and resize to ``size x size`` (or ``(height, width)``) in
+    one batched op (``roi_align``, bilinear). ``boxes``: ``(B, 4)`` as ``(x0, y0, x1, y1)``
+    in pixels. Same dtype as ``x``."""
     check_images(x, "crop_boxes")
     b = torch.as_tensor(boxes, dtype=torch.float32, device=x.device).view(-1, 4)
     if b.shape[0] != x.shape[0]:
         raise ValueError(f"{b.shape[0]} boxes for {x.shape[0]} images")
+    oh, ow = (size, size) if isinstance(size, int) else size
     rois = torch.cat([torch.arange(len(b), device=x.device, dtype=torch.float32)[:, None], b], 1)
-    bw = (b[:, 2] - b[:, 0]).max().item()
-    ratio = max(1, int(np.ceil(bw / size)))
-    out = roi_align(to_unit(x).float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=ratio, aligned=True)
+    scale = max((b[:, 2] - b[:, 0]).max().item() / ow, (b[:, 3] - b[:, 1]).max().item() / oh)
+    ratio = max(1, int(np.ceil(scale)))
+    out = roi_align(to_unit(x).float(), rois, output_size=(oh, ow), spatial_scale=1.0, sampling_ratio=ratio, aligned=True)
     return like_input(out.clamp(0, 1), x)
 
 
