@@ -89,13 +89,27 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+# --correct NAME -> the transforms class applied (its defaults); exported with the model
+CORRECTIONS = {"vignette": "CropVignette", "hair": "RemoveHair", "illumination": "CorrectIllumination",
+               "colour": "ShadesOfGray", "gamma": "AutoGamma"}  # fmt: skip
+
+
+def _corrections(names: list[str]) -> list:
+    from . import transforms
+
+    if len(set(names)) != len(names):
+        raise ValueError(f"--correct lists a correction twice: {' '.join(names)}")
+    return [getattr(transforms, CORRECTIONS[n])() for n in names]
+
+
 def _learner_for(args: argparse.Namespace, data):
     from .learner import Learner
     from .losses import BCEWithLogitsOneHot, CrossEntropy
     from .metrics import accuracy, balanced_accuracy, roc_auc
     from .models import create_model
 
-    dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar)
+    tfms = _corrections(args.correct)
+    dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar, tfms=tfms)
     weight = data.class_weights(power=args.weight_power) if args.balance == "loss" else None
     loss = BCEWithLogitsOneHot(weight=weight) if args.loss == "bce" else CrossEntropy(weight=weight)
     pretrained = args.pretrained if args.pretrained not in (None, "none") else False
@@ -121,6 +135,8 @@ def _train(args: argparse.Namespace) -> int:
     data = data_from_args(args)
     print(data)
     learn = _learner_for(args, data)
+    if args.correct:
+        print("corrections (exported with the model): " + ", ".join(map(repr, learn.dls.batch_tfms[: len(args.correct)])))
     pretrained = args.pretrained not in (None, "none")
     res = study_recipe(learn, pretrained, args.lr, args.head_cycles, args.cycles, args.patience)
     if res.lr_find is not None:
@@ -291,6 +307,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="class balancing, as DermData.dls(balance=...); static epochs grow to classes x the largest class (default: %(default)s)")  # fmt: skip
     g.add_argument("--weight-power", type=float, default=1.0, metavar="P",
                    help="with --balance loss: class weights 1/n**P; 0.5 is milder, for rare classes with few images (default: %(default)s)")  # fmt: skip
+    g.add_argument("--correct", nargs="+", choices=list(CORRECTIONS), default=[], metavar="NAME",
+                   help="corrections applied to every image before training and prediction, in the order given, and "
+                        "exported with the model: vignette (crop a dermoscope's dark vignette), hair (remove hair, "
+                        "slow: OpenCV per image), illumination (divide out uneven lighting), colour (Shades of Gray "
+                        "colour constancy), gamma (automatic gamma); e.g. --correct illumination colour gamma")  # fmt: skip
     g.add_argument("--out", default="dermlearn-out", help="output folder (default: %(default)s)")
     g.add_argument("--no-bar", action="store_true", help="no progress bars")
 

@@ -83,6 +83,29 @@ def test_every_balancing_of_the_library_is_a_cli_choice():
     assert tuple(balance.choices) == BALANCE and balance.default in BALANCE
 
 
+def test_train_with_corrections_exports_them(tmp_path, monkeypatch, capsys):
+    """--correct puts the corrections in the training pipeline, in the order given, and in the
+    model file, so that predict applies them."""
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path)
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "32", "--bs", "16", "--cycles", "1",
+                 "--lr", "1e-2", "--correct", "vignette", "illumination", "colour", "gamma", "--out", str(out), "--no-bar"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "corrections (exported with the model): CropVignette(method='dark', shrink=0.98), CorrectIllumination()" in text
+    learn = dl.load_learner(out / "model.pth")
+    names = [s["name"] for s in learn.meta["preprocessing"]]
+    assert names == ["CropVignette", "CorrectIllumination", "ShadesOfGray", "AutoGamma", "resize", "normalize"]
+    files = [str(p) for p in sorted(imgs.rglob("*.png"))[:2]]
+    assert main(["predict", "--model", str(out / "model.pth"), *files]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["train", "--data", str(imgs), "--arch", "simple_cnn", "--correct", "hair", "hair", "--out", str(out), "--no-bar"]) == 2
+    assert "dermlearn train: error: --correct lists a correction twice: hair hair" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(imgs), "--correct", "sharpen", "--out", str(out)])
+    assert "invalid choice: 'sharpen'" in capsys.readouterr().err
+
+
 def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     imgs = _folder(tmp_path)
