@@ -114,6 +114,7 @@ def image_item(image: str | os.PathLike | Image.Image, size: int) -> Tensor:
     Raises:
         UnreadableImage: the file cannot be decoded (names the path and why).
         TypeError: ``image`` is neither a path nor a PIL image.
+        ValueError: ``size`` is below 1.
     """
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size}")
