@@ -61,6 +61,13 @@ NOTEBOOKS = {
         ("code", "interp = dl.Interpretation.from_learner(learn)\n"
                  "meta = dls.valid.dataset.meta\n"
                  "interp.metrics_by_group([m['fitzpatrick'] for m in meta], name='fitzpatrick')"),
+        ("md", "Export the model (weights and a JSON description, loaded without unpickling code) and predict a photo "
+               "file as a user of the model would: `predict` decodes it as training decoded its files."),
+        ("code", "import tempfile\n"
+                 "model = dl.load_learner(learn.export(os.path.join(tempfile.mkdtemp(), 'pad_ufes_20_model.pth')))\n"
+                 "i = data.indices('valid')[0]\n"
+                 "label, index, probs = model.predict(data.items['path'][i])\n"
+                 "label, round(float(probs[index]), 3), 'actual: ' + data.classes[int(data.y[i])]"),
     ],
     "03_mitigation_transforms.ipynb": [
         ("md", "# Mitigation transforms: before and after\n\n"
