@@ -3,7 +3,9 @@
 The exported graph takes uint8 images ``(B, 3, S, S)`` (already resized to the model's
 input size), converts them to float, normalises them, runs the network and returns class
 probabilities ``(B, C)``. Corrections such as illumination correction are not part of the
-graph; apply them before, or use the PyTorch model. Needs the ``onnx`` extra
+graph: ``export_onnx`` warns when the model has any, and the file names them in its metadata
+(``dermlearn.outside_graph``, beside ``dermlearn.classes`` and ``dermlearn.input_size``, JSON);
+apply them before, or use the PyTorch model. Needs the ``onnx`` extra
 (``pip install 'dermlearn[onnx]'``: onnx, onnxscript, onnxruntime); checked against PyTorch
 with onnxruntime in the tests.
 
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from .data.augment import Resize
 from .dataloaders import Normalize
 
 __all__ = ["export_onnx"]
@@ -71,7 +76,8 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     try:
-        import onnx  # noqa: F401
+        import onnx
+        import onnx.helper
 
         if exporter == "dynamo":
             import onnxscript  # noqa: F401
@@ -98,12 +104,21 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
             if exporter == "dynamo":
                 program = torch.onnx.export(graph, (example,), dynamo=True, verbose=False,
                                             dynamic_shapes=({0: torch.export.Dim("batch")},), **names)  # fmt: skip
-                data = program.model_proto.SerializeToString()
+                proto = program.model_proto
             else:
                 buf = io.BytesIO()
                 torch.onnx.export(graph, (example,), buf, dynamo=False, **names,
                                   dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}})  # fmt: skip
-                data = buf.getvalue()
+                proto = onnx.load_from_string(buf.getvalue())
     finally:  # leave the model where and as it was
         learn.model.to(learn.device).train(was_training)
+    outside = [repr(t) for t in learn.dls.batch_tfms if not isinstance(t, (Normalize, Resize))]
+    if outside:
+        warnings.warn(f"the ONNX graph leaves out the corrections {', '.join(outside)}: apply them to the images before "
+                      "the graph, or predict with the PyTorch model (load_learner); the file lists them in its "
+                      "metadata ('dermlearn.outside_graph')", stacklevel=2)  # fmt: skip
+    onnx.helper.set_model_props(proto, {"dermlearn.classes": json.dumps(list(learn.dls.vocab or [])),
+                                        "dermlearn.input_size": str(input_size),
+                                        "dermlearn.outside_graph": json.dumps(outside)})  # fmt: skip
+    data = proto.SerializeToString()
     return atomic_write(path, lambda f: f.write(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import sys
@@ -104,6 +105,13 @@ def test_corrections_travel_with_the_model(tmp_path):
     framed = _vignetted(40, [(20, 21, 17)])[0]  # a dermoscope photo: the loaded model crops its vignette too
     torch.testing.assert_close(back.predict(framed)[2], learn.predict(framed)[2])
     assert not torch.equal(back.dls.batch_tfms[0](framed[None]), framed[None])  # it was cropped
+    if importlib.util.find_spec("onnxscript") is not None:  # ONNX cannot hold these corrections: it says so
+        with pytest.warns(UserWarning, match=r"leaves out the corrections CropVignette\(method='auto', shrink=0.9\), CorrectIllumination"):
+            onnx_path = back.export_onnx(tmp_path / "m.onnx")
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+        assert [s.split("(")[0] for s in json.loads(props["dermlearn.outside_graph"])] == names[:4]
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
@@ -126,6 +134,9 @@ def test_onnx_export_matches_pytorch(trained, tmp_path, exporter):
         out = torch.from_numpy(sess.run(None, {"images": batch.numpy()})[0])
         torch.testing.assert_close(out, ref[: len(batch)], atol=1e-5, rtol=1e-4)
     assert sess.get_inputs()[0].shape[0] == "batch" and sess.get_outputs()[0].shape[0] == "batch"
+    props = sess.get_modelmeta().custom_metadata_map  # the file says what it classifies and what it leaves out
+    assert json.loads(props["dermlearn.classes"]) == trained.dls.vocab and props["dermlearn.input_size"] == "32"
+    assert json.loads(props["dermlearn.outside_graph"]) == [] and not [w for w in caught if "leaves out" in str(w.message)]
 
 
 def test_onnx_export_bad_arguments(trained, tmp_path, monkeypatch):
