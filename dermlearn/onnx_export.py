@@ -1,22 +1,27 @@
-"""ONNX export of the inference model, preprocessing included where ONNX can express it.
+"""ONNX export of the inference model, with the preprocessing that ONNX can express.
 
-The exported graph takes uint8 images ``(B, 3, S, S)`` (already resized to the model's
-input size), converts them to float, normalises them, runs the network and returns class
-probabilities ``(B, C)``. Corrections such as illumination correction are not part of the
-graph: ``export_onnx`` warns when the model has any, and the file names them in its metadata
-(``dermlearn.outside_graph``, beside ``dermlearn.classes`` and ``dermlearn.input_size``, JSON);
-apply them before, or use the PyTorch model. Needs the ``onnx`` extra
-(``pip install 'dermlearn[onnx]'``: onnx, onnxscript, onnxruntime); checked against PyTorch
-with onnxruntime in the tests.
+The exported graph takes uint8 images ``(B, 3, S, S)`` (already presized to the model's
+input size, as :func:`dermlearn.data.decode.image_item` does), applies the model's
+preprocessing steps (``dls.batch_tfms``: corrections such as illumination correction, Shades
+of Gray and gamma, then the resize and the normalisation) exactly as
+:meth:`~dermlearn.Learner.predict` does, runs the network and returns class probabilities
+``(B, C)``. Steps that run outside PyTorch (``CropVignette``, ``RemoveHair``: OpenCV) cannot
+be in the graph: when the model has any, they and every step before them are left out,
+``export_onnx`` warns, and the file names them in its metadata (``dermlearn.outside_graph``,
+beside ``dermlearn.classes`` and ``dermlearn.input_size``; JSON): apply them, in that order,
+to the uint8 images before the graph. Needs the ``onnx`` extra (``pip install
+'dermlearn[onnx]'``: onnx, onnxscript, onnxruntime); checked against PyTorch with
+onnxruntime in the tests.
 
 The graph is traced with PyTorch's ``torch.export``-based exporter (``exporter='dynamo'``,
 torch >= 2.5, the default). ``exporter='torchscript'`` uses the older TorchScript-based one,
 which PyTorch deprecates and will remove; it is kept for models ``torch.export`` cannot trace
-and for torch < 2.5.
+and for torch < 2.5, and leaves every correction out of the graph.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import io
 import json
@@ -30,22 +35,47 @@ from torch import Tensor, nn
 from .data.augment import Resize
 from .dataloaders import Normalize
 
-__all__ = ["export_onnx"]
+__all__ = ["IN_GRAPH", "export_onnx", "split_steps"]
+
+
+# preprocessing steps written in torch operations only: torch.export traces them into the graph
+IN_GRAPH = ("CorrectIllumination", "ShadesOfGray", "AdjustGamma", "AutoGamma", "Resize", "Normalize")
 
 
 class _InferenceGraph(nn.Module):
-    def __init__(self, model: nn.Module, norm: Normalize | None, sigmoid: bool, temperature: float = 1.0) -> None:
+    """uint8 images -> ``steps`` in order -> (uint8 left: / 255) -> model -> probabilities."""
+
+    def __init__(self, model: nn.Module, steps: list[nn.Module], sigmoid: bool, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.norm, self.sigmoid, self.temperature = model, norm, sigmoid, temperature
+        self.model, self.steps, self.sigmoid, self.temperature = model, nn.ModuleList(steps), sigmoid, temperature
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.float() / 255.0
-        if self.norm is not None:
-            x = (x - self.norm.mean) / self.norm.std
+        for step in self.steps:
+            x = step(x)
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
         logits = self.model(x)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=-1)
+
+
+def split_steps(steps: list[nn.Module], exporter: str = "dynamo") -> tuple[list[nn.Module], list[nn.Module]]:
+    """``(outside, inside)``: the steps to apply before the ONNX graph (the last step that ONNX
+    cannot hold and all before it) and those in it. With ``'torchscript'`` only the resize and
+    the normalisation go in the graph.
+
+    Raises:
+        ValueError: a resize or normalisation step would have to be outside (it comes before
+            a step the graph cannot hold): the graph's uint8 input could not follow it.
+    """
+    allowed = IN_GRAPH if exporter == "dynamo" else ("Resize", "Normalize")
+    last_out = max((i for i, t in enumerate(steps) if type(t).__name__ not in allowed), default=-1)
+    outside, inside = steps[: last_out + 1], steps[last_out + 1 :]
+    late = [repr(t) for t in outside if isinstance(t, (Resize, Normalize))]
+    if late:
+        raise ValueError(f"cannot export to ONNX: {', '.join(late)} comes before {outside[-1]!r}, which the graph cannot hold")
+    return outside, inside
 
 
 EXPORTERS = ("dynamo", "torchscript")
@@ -54,8 +84,8 @@ EXPORTERS = ("dynamo", "torchscript")
 def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, opset: int = 18,
                 exporter: str = "dynamo") -> Path:  # fmt: skip
     """Write ``learn``'s model as ONNX: uint8 ``(B, 3, S, S)`` in, probabilities ``(B, C)`` out
-    (dynamic batch size), with ``learn.temperature`` applied when
-    :meth:`~dermlearn.Learner.calibrate` set one.
+    (dynamic batch size), with the preprocessing steps that ONNX can express (see the module's
+    description) and ``learn.temperature`` when :meth:`~dermlearn.Learner.calibrate` set one.
 
     Args:
         learn: A Learner (e.g. from :func:`~dermlearn.export.load_learner`).
@@ -70,8 +100,9 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
 
     Raises:
         ImportError: the ``onnx`` extra (for ``'dynamo'``: onnxscript too) is not installed.
-        ValueError: the input size is unknown, ``exporter`` is not one of the two, or
-            ``'dynamo'`` was asked of torch < 2.5.
+        ValueError: the input size is unknown, ``exporter`` is not one of the two,
+            ``'dynamo'`` was asked of torch < 2.5, or a step the graph cannot hold comes after
+            the resize or the normalisation (:func:`split_steps`).
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
@@ -89,14 +120,15 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
                          "pass exporter='torchscript'")  # fmt: skip
     from .io import atomic_write
 
-    norm = next((t for t in learn.dls.batch_tfms if isinstance(t, Normalize)), None)
     if input_size is None:
         input_size = learn.input_size
     if input_size is None:
         raise ValueError("pass input_size=: neither a resize step of the preprocessing nor the data says it")
+    outside, inside = split_steps(list(learn.dls.batch_tfms), exporter)
     sigmoid = type(learn.loss_func).__name__ == "BCEWithLogitsOneHot"
     was_training = learn.model.training
-    graph = _InferenceGraph(learn.model, norm, sigmoid, float(learn.temperature)).cpu().eval()
+    steps = copy.deepcopy(inside)  # the graph's own copies: moving them to the CPU leaves the learner's where they are
+    graph = _InferenceGraph(learn.model, steps, sigmoid, float(learn.temperature)).cpu().eval()
     example = torch.zeros(2, 3, input_size, input_size, dtype=torch.uint8)
     names = {"input_names": ["images"], "output_names": ["probs"], "opset_version": opset}
     try:
@@ -112,13 +144,13 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
                 proto = onnx.load_from_string(buf.getvalue())
     finally:  # leave the model where and as it was
         learn.model.to(learn.device).train(was_training)
-    outside = [repr(t) for t in learn.dls.batch_tfms if not isinstance(t, (Normalize, Resize))]
-    if outside:
-        warnings.warn(f"the ONNX graph leaves out the corrections {', '.join(outside)}: apply them to the images before "
-                      "the graph, or predict with the PyTorch model (load_learner); the file lists them in its "
-                      "metadata ('dermlearn.outside_graph')", stacklevel=2)  # fmt: skip
+    left_out = [repr(t) for t in outside]
+    if left_out:
+        warnings.warn(f"the ONNX graph leaves out the corrections {', '.join(left_out)}: apply them in this order to the "
+                      "uint8 images before the graph, or predict with the PyTorch model (load_learner); the file lists "
+                      "them in its metadata ('dermlearn.outside_graph')", stacklevel=2)  # fmt: skip
     onnx.helper.set_model_props(proto, {"dermlearn.classes": json.dumps(list(learn.dls.vocab or [])),
                                         "dermlearn.input_size": str(input_size),
-                                        "dermlearn.outside_graph": json.dumps(outside)})  # fmt: skip
+                                        "dermlearn.outside_graph": json.dumps(left_out)})  # fmt: skip
     data = proto.SerializeToString()
     return atomic_write(path, lambda f: f.write(data))

@@ -105,13 +105,26 @@ def test_corrections_travel_with_the_model(tmp_path):
     framed = _vignetted(40, [(20, 21, 17)])[0]  # a dermoscope photo: the loaded model crops its vignette too
     torch.testing.assert_close(back.predict(framed)[2], learn.predict(framed)[2])
     assert not torch.equal(back.dls.batch_tfms[0](framed[None]), framed[None])  # it was cropped
-    if importlib.util.find_spec("onnxscript") is not None:  # ONNX cannot hold these corrections: it says so
-        with pytest.warns(UserWarning, match=r"leaves out the corrections CropVignette\(method='auto', shrink=0.9\), CorrectIllumination"):
-            onnx_path = back.export_onnx(tmp_path / "m.onnx")
-        import onnx
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+        return  # the onnx extra is not installed
+    import onnxruntime as ort
 
-        props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
-        assert [s.split("(")[0] for s in json.loads(props["dermlearn.outside_graph"])] == names[:4]
+    # ONNX holds the illumination, colour and gamma corrections, not the OpenCV vignette crop before them
+    with pytest.warns(UserWarning, match=r"leaves out the corrections CropVignette\(method='auto', shrink=0.9\): apply"):
+        onnx_path = back.export_onnx(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(onnx_path))
+    props = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(props["dermlearn.outside_graph"]) == ["CropVignette(method='auto', shrink=0.9)"]
+    items = torch.stack([framed, *[dls.valid.dataset[i][0] for i in range(3)]])
+    items = torch.nn.functional.interpolate(items.float(), size=(32, 32), mode="area").round().to(torch.uint8)
+    out = sess.run(None, {"images": back.dls.batch_tfms[0](items).numpy()})[0]  # the crop, then the graph
+    ref = torch.stack([back.predict(item)[2] for item in items])
+    torch.testing.assert_close(torch.from_numpy(out), ref, atol=1e-5, rtol=1e-4)
+    one = sess.run(None, {"images": back.dls.batch_tfms[0](items[1:2]).numpy()})[0]  # per-image gammas at batch 1
+    torch.testing.assert_close(torch.from_numpy(one), ref[1:2], atol=1e-5, rtol=1e-4)
+    # the old exporter keeps only the resize and the normalisation
+    with pytest.warns(UserWarning, match=r"CropVignette.*CorrectIllumination.*ShadesOfGray.*AdjustGamma"):
+        back.export_onnx(tmp_path / "m2.onnx", exporter="torchscript")
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
@@ -143,6 +156,14 @@ def test_onnx_export_bad_arguments(trained, tmp_path, monkeypatch):
     pytest.importorskip("onnx", reason="the onnx extra is not installed")
     with pytest.raises(ValueError, match="exporter must be one of"):
         trained.export_onnx(tmp_path / "m.onnx", exporter="jit")
+    from dermlearn.onnx_export import split_steps
+    from dermlearn.transforms import AdjustGamma, CropVignette, RemoveHair
+
+    steps = [RemoveHair(), AdjustGamma(0.8), CropVignette(), AdjustGamma(0.9), dl.Normalize()]
+    assert split_steps(steps) == (steps[:3], steps[3:])  # the last OpenCV step and all before it stay outside
+    assert split_steps(steps, "torchscript") == (steps[:4], steps[4:])
+    with pytest.raises(ValueError, match=r"Normalize\(mean=.*\) comes before CropVignette"):
+        split_steps([dl.Normalize(), CropVignette()])
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"dermlearn\[onnx\].*onnxscript is missing"):
         trained.export_onnx(tmp_path / "m.onnx")

@@ -8,18 +8,25 @@ from torch import Tensor
 LUMA = (0.299, 0.587, 0.114)
 
 
+def tracing() -> bool:
+    """True while ``torch.compile`` or ``torch.export`` traces: checks that read a tensor's
+    values (to raise a clear error) are skipped then, as a traced tensor has none."""
+    return torch.compiler.is_compiling()
+
+
 def check_images(x: Tensor, name: str) -> None:
     """``x`` must be ``(B, 3, H, W)`` uint8 or float in [0, 1].
 
     The value range of float images is checked on the CPU only (on a GPU the check would
-    cost a host sync per batch)."""
+    cost a host sync per batch), and not while ``torch.compile`` or ``torch.export`` traces
+    (a value cannot be read from a traced tensor)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} expects a torch.Tensor (B, 3, H, W), got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"{name} expects images (B, 3, H, W), got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8 and not x.dtype.is_floating_point:
         raise TypeError(f"{name} expects uint8 or float images, got {x.dtype}")
-    if x.dtype.is_floating_point and x.device.type == "cpu" and x.numel():
+    if x.dtype.is_floating_point and x.device.type == "cpu" and x.numel() and not tracing():
         lo, hi = float(x.min()), float(x.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f"{name} expects float images in [0, 1], got values in [{lo:.3g}, {hi:.3g}] "

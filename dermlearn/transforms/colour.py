@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_images, like_input, to_unit
+from ._common import check_images, like_input, to_unit, tracing
 
 __all__ = ["RandomColourCast", "ShadesOfGray", "estimate_illuminant", "shades_of_gray"]
 
@@ -38,7 +38,7 @@ def estimate_illuminant(x: Tensor, p: float = 6.0, saturated: float = 0.98, bord
         edge[bh : h - bh, bw : w - bw] = False
         valid &= ~edge
     n = valid.sum(dim=(1, 2))
-    if (n == 0).any():
+    if not tracing() and (n == 0).any():
         raise ValueError("estimate_illuminant: no valid pixels (all saturated or border)")
     wts = valid[:, None].float()
     return ((v**p * wts).sum(dim=(2, 3), dtype=torch.float64) / n[:, None]) ** (1.0 / p)
