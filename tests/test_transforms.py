@@ -255,6 +255,23 @@ def test_rim_detector_on_synthetic_vignettes_and_bad_input():
         detect_vignette(flat, method="hough")
 
 
+def test_value_checks_run_eagerly_and_on_old_torch(monkeypatch):
+    """The checks skipped while tracing still run in eager code, also on torch 2.1-2.2, which
+    has no ``torch.compiler.is_compiling`` (setup.cfg allows them)."""
+    from dermlearn.transforms._common import tracing
+
+    bad = torch.full((1, 3, 8, 8), 2.0)
+    for old_torch in (False, True):
+        if old_torch:  # torch 2.1-2.2: only torch._dynamo.is_compiling, a function of its own
+            monkeypatch.delattr(torch.compiler, "is_compiling")
+            monkeypatch.setattr(torch._dynamo, "is_compiling", lambda: False)
+        assert tracing() is False
+        with pytest.raises(ValueError, match=r"float images in \[0, 1\]"):
+            correct_illumination(bad)
+        with pytest.raises(ValueError, match="gamma must be > 0"):
+            adjust_gamma(torch.rand(1, 3, 8, 8), torch.tensor([-1.0]))
+
+
 def _vignetted(s: int, fields, w: int | None = None, seed: int = 0) -> Tensor:
     """Skin-coloured noisy images ``(B, 3, s, w)`` with black outside each circle (None: no vignette)."""
     w = w or s

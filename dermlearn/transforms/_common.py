@@ -11,7 +11,9 @@ LUMA = (0.299, 0.587, 0.114)
 def tracing() -> bool:
     """True while ``torch.compile`` or ``torch.export`` traces: checks that read a tensor's
     values (to raise a clear error) are skipped then, as a traced tensor has none."""
-    return torch.compiler.is_compiling()
+    if hasattr(torch.compiler, "is_compiling"):  # torch >= 2.3
+        return torch.compiler.is_compiling()
+    return torch._dynamo.is_compiling()  # torch 2.1-2.2, which setup.cfg allows
 
 
 def check_images(x: Tensor, name: str) -> None:
