@@ -69,7 +69,7 @@ def main() -> None:
         "roi crop from mask + resize": (lambda x: crop_boxes(x, [roi_box(m) for m in masks[: len(x)]], 224), True),
         "detect_vignette dark": (lambda x: [detect_vignette(i, method="dark") for i in x], False),
         "detect_vignette auto": (lambda x: [detect_vignette(i) for i in x], False),
-        "CropVignette (dark; none found)": (CropVignette(), True),
+        "CropVignette (dark; none found)": (lambda x: CropVignette()(x), True),  # a fresh one: no remembered boxes
         "remove_hair (OpenCV)": (lambda x: [remove_hair(i) for i in x], False),
     }
     print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, {source}")

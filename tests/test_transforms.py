@@ -287,7 +287,7 @@ def _vignetted(s: int, fields, w: int | None = None, seed: int = 0) -> Tensor:
     return torch.stack(out)
 
 
-def test_crop_vignette_keeps_the_field_and_passes_other_images():
+def test_crop_vignette_keeps_the_field_and_passes_other_images(monkeypatch):
     """Full, partial and off-centre vignettes on 160 px items: the box has the image's aspect,
     all of it lies in the field (the true circle), it keeps most of what fits, and the crop has
     no black left; an image without a vignette is returned bit for bit."""
@@ -310,6 +310,20 @@ def test_crop_vignette_keeps_the_field_and_passes_other_images():
     # float in [0, 1] gives the same, to rounding; the module is the function
     torch.testing.assert_close(crop_vignette(x.float() / 255), y.float() / 255, atol=1 / 255 + 1e-6, rtol=0)
     assert torch.equal(CropVignette()(x), y)
+    # the module remembers each stored image's box: a second epoch detects nothing again
+    import dermlearn.transforms.fov as fov
+
+    calls = []
+    monkeypatch.setattr(fov, "detect_vignette", lambda img, method: calls.append(1) or detect_vignette(img, method=method))
+    step = CropVignette()
+    assert torch.equal(step(x), y) and len(calls) == 4
+    assert torch.equal(step(x[[2, 0]]), y[[2, 0]]) and len(calls) == 4
+    changed = x.clone()
+    changed[0, :, 80, 80] += 1  # another image: detected afresh
+    step(changed)
+    assert len(calls) == 5 and step.state_dict() == {}  # the memory is not model state
+    half = (x.float() / 255).to(torch.bfloat16)
+    assert torch.equal(step(half), crop_vignette(half))  # any dtype hashes
     # a wide image gets a box of its own aspect (w / h = 1.5)
     wide = _vignetted(120, [(90, 60, 80)], w=180)
     (x0, y0, x1, y1), = field_boxes(wide)
