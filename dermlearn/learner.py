@@ -43,7 +43,7 @@ from .callback import (
     CancelValidException,
 )
 from .data.augment import Resize
-from .data.decode import image_item
+from .data.decode import IMAGE_SOURCES, image_item
 from .dataloaders import DataLoaders
 from .distributed import all_gather_cat, init_from_env, is_main_process
 from .guard import NonFiniteGuard
@@ -635,12 +635,12 @@ class Learner:
         :meth:`load_item`), with probabilities; see :func:`dermlearn.interpret.explain`."""
         from .interpret.explain import explain
 
-        if isinstance(items, (str, os.PathLike, Image.Image)):
+        if isinstance(items, IMAGE_SOURCES):
             items = self.load_item(items)
         elif isinstance(items, (list, tuple)):
             if not items:
                 raise ValueError("explain got an empty list of images")
-            items = torch.stack([self.load_item(i) if isinstance(i, (str, os.PathLike, Image.Image)) else i for i in items])
+            items = torch.stack([self.load_item(i) if isinstance(i, IMAGE_SOURCES) else i for i in items])
         return explain(self, items, targets, layer, gbp)
 
     # ------------------------------------------------------------------ distributed
@@ -809,7 +809,7 @@ class Learner:
             ValueError: a tensor that is not one image, or a file for a Learner whose input
                 size is unknown.
         """
-        if isinstance(item, (str, os.PathLike, Image.Image)):
+        if isinstance(item, IMAGE_SOURCES):
             item = self.load_item(item)
         if not isinstance(item, Tensor) or item.ndim != 3:
             raise ValueError(f"predict expects one image tensor (C, H, W), an image file or a PIL image, got {getattr(item, 'shape', type(item).__name__)}")

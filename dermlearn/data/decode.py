@@ -20,10 +20,15 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 
-__all__ = ["UnreadableImage", "image_item", "load_image", "presize_geometry", "presize_image"]
+__all__ = ["IMAGE_SOURCES", "UnreadableImage", "image_item", "load_image", "presize_geometry", "presize_image"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = 300_000_000  # large dermoscopy scans are fine; decompression bombs are not
+
+IMAGE_SOURCES: tuple[type, ...] = (str, os.PathLike, Image.Image)
+"""What :func:`image_item` decodes, for ``isinstance``: a file path (``str`` or path-like) or a
+PIL image. The API entry points that take "a tensor or an image" (``predict``, ``explain``,
+``two_pass_predict``) test their argument against it."""
 
 
 class UnreadableImage(ValueError):

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from ..data.decode import load_image, presize_geometry, presize_image
+from ..data.decode import IMAGE_SOURCES, load_image, presize_geometry, presize_image
 from ._common import check_images, like_input, luminance, to_unit
 from .circle import Circle, fit_circle
 from .rim import detect_rim
@@ -319,7 +319,7 @@ def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode
     """
     if mode not in ("average", "replace"):
         raise ValueError(f"mode must be 'average' or 'replace', got {mode!r}")
-    if isinstance(item, (str, os.PathLike, Image.Image)):
+    if isinstance(item, IMAGE_SOURCES):
         if source is not None:
             raise ValueError("pass source only with an item tensor: an image file or PIL image is its own source")
         # a file is decoded twice: reduced (JPEG draft), as the data pipeline does, and at full resolution
