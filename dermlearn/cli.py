@@ -254,7 +254,7 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         extra: dict[str, str] = {}
         if args.two_pass:
-            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass, source=source)
+            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass, source=source, region=args.crop_region)
             idx = int(probs.argmax())
             label, full = classes[idx], classes[int(first.argmax())]
             extra = {"full_view": full, "crop_box": " ".join(map(str, box))}
@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="field of view: crop the photo, at its full resolution, to where Grad-CAM of the top class is >= half "
                    "its maximum, predict the crop, and average its probabilities with the full view's or replace them "
                    "(the CSV gets full_view and crop_box: x0 y0 x1 y1 in the upright photo's pixels)")  # fmt: skip
+    r.add_argument("--crop-region", choices=["all", "peak"], default="all",
+                   help="with --two-pass: box every pixel above the threshold (all, the study's rule) or only the "
+                   "connected region of Grad-CAM's maximum (peak: a second hot spot does not widen the crop; "
+                   "default: %(default)s)")  # fmt: skip
     r.set_defaults(func=_predict)
 
     e = sub.add_parser("experiment", help="run one of the study's experiments and write its tables",

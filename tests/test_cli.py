@@ -160,6 +160,21 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     boxes = [list(map(int, b.split())) for b in two["crop_box"]]
     assert all(0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40 for x0, y0, x1, y1 in boxes)  # in the 40-px files' pixels
     assert not (two[["macula", "tumor", "ulcer"]].values == table[["macula", "tumor", "ulcer"]].values).all()
+    # --crop-region peak reaches two_pass_predict, and each box is the one it draws
+    import dermlearn.transforms
+    from dermlearn.data.decode import image_item, load_image
+
+    real, regions = dermlearn.transforms.two_pass_predict, []
+    def spy(*args, **kwargs):
+        regions.append(kwargs.get("region"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(dermlearn.transforms, "two_pass_predict", spy)
+    csv3 = tmp_path / "p3.csv"
+    assert main(["predict", "--model", str(out / "model.pth"), *files, "--two-pass", "average", "--crop-region", "peak", "--csv", str(csv3)]) == 0
+    assert regions == ["peak"] * 3
+    learn = dl.load_learner(out / "model.pth")
+    want = [real(learn, image_item(f, learn.input_size), source=load_image(f), region="peak")[3] for f in files]
+    assert [tuple(map(int, b.split())) for b in pd.read_csv(csv3)["crop_box"]] == want
 
 
 def test_train_from_local_pretrained_weights_freezes_first(tmp_path, monkeypatch, capsys):

@@ -353,6 +353,41 @@ def test_mask_crop_keeps_the_lesion(pad_images):
     assert roi_box(torch.zeros(10, 12)) == (0, 0, 12, 10)
 
 
+def test_roi_box_peak_region_ignores_a_second_hot_spot():
+    m = torch.zeros(40, 60)
+    m[10:20, 5:15] = 1.0  # the peak: rows 10-19, columns 5-14
+    m[12, 9] = 1.5
+    m[25:35, 45:55] = 0.8  # a second spot above theta * peak = 0.75
+    m[19, 15] = 1.0  # touches the peak blob only diagonally: 8-connected, so it belongs to it
+    # 'all' spans both spots: columns 5-54, rows 10-34 -> 50 x 25, widened to 50 x 50 and clipped
+    assert roi_box(m, theta=0.5, margin=0.0, region="all") == (5, 0, 55, 40)
+    # 'peak': columns 5-15, rows 10-19 -> 11 x 10, widened to 11 x 11 about the centre (10.5, 15)
+    assert roi_box(m, theta=0.5, margin=0.0, region="peak") == (5, 9, 16, 21)
+    assert roi_box(m, theta=0.5, margin=0.0) == roi_box(m, theta=0.5, margin=0.0, region="all")  # the study's rule stays the default
+    # the peak in the other spot: that spot is boxed
+    m[30, 50] = 1.55  # theta * peak = 0.775: both spots stay above
+    assert roi_box(m, theta=0.5, margin=0.0, region="peak") == (45, 25, 55, 35)
+    # a single region: both rules agree
+    one = torch.zeros(40, 60)
+    one[10:20, 5:15] = 1.0
+    assert roi_box(one, region="peak") == roi_box(one, region="all")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"region": "largest"}, "region must be 'all' or 'peak'"),
+    ({"margin": -0.1}, "margin must be at least 0"),
+    ({"aspect": 0.0}, "aspect must be above 0"),
+    ({"theta": 0.0}, "theta must be in"),
+])  # fmt: skip
+def test_roi_box_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        roi_box(torch.rand(8, 8), **kwargs)
+    nan = torch.rand(8, 8)
+    nan[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        roi_box(nan)
+
+
 def test_crop_boxes_matches_slicing_and_resizing():
     x = torch.rand(2, 3, 64, 64)
     out = crop_boxes(x, [(8, 8, 40, 40), (0, 16, 32, 48)], size=32)
@@ -377,6 +412,14 @@ def test_two_pass_predict_combines_full_view_and_crop():
     assert torch.equal(two_pass_predict(learn, item, mode="replace")[0], second)
     with pytest.raises(ValueError, match="mode"):
         two_pass_predict(learn, item, mode="max")
+    # region='peak': the box roi_box draws around the peak's region of the same Grad-CAM map
+    cam = learn.explain(item, targets=("top1",), gbp=False).gradcam["top1"].maps[0]
+    cam = F.interpolate(cam[None, None], size=(48, 48), mode="bilinear", align_corners=False)[0, 0]
+    peak_box = two_pass_predict(learn, item, region="peak")[3]
+    assert peak_box == roi_box(cam, 0.5, 0.15, region="peak")
+    assert box == roi_box(cam, 0.5, 0.15, region="all")
+    with pytest.raises(ValueError, match="region"):
+        two_pass_predict(learn, item, region="largest")
 
 
 def test_two_pass_predict_crops_the_full_resolution_source():

@@ -232,13 +232,26 @@ class CropVignette(torch.nn.Module):
         return f"method={self.method!r}, shrink={self.shrink}"
 
 
-def roi_box(saliency: Tensor, theta: float = 0.5, margin: float = 0.15, aspect: float = 1.0) -> tuple[int, int, int, int]:
+def _check_region(region: str) -> None:
+    if region not in ("all", "peak"):
+        raise ValueError(f"region must be 'all' or 'peak', got {region!r}")
+
+
+def roi_box(saliency: Tensor, theta: float = 0.5, margin: float = 0.15, aspect: float = 1.0,
+            region: str = "all") -> tuple[int, int, int, int]:  # fmt: skip
     """Box around the region where ``saliency >= theta * max``, grown by ``margin`` of its
     size on each side, widened to the aspect ratio ``aspect`` (width / height), shifted and
     clipped to stay inside the image.
 
     Args:
         saliency: ``(H, W)``: a lesion mask (bool/0-1) or a Grad-CAM / saliency map.
+        theta: Threshold as a fraction of the map's maximum, in (0, 1].
+        margin: Growth of the box on each side, as a fraction of its size, at least 0.
+        aspect: Width / height of the box, above 0.
+        region: ``'all'`` boxes every pixel above the threshold (the study's rule);
+            ``'peak'`` only the 8-connected region holding the maximum, so a second hot
+            spot elsewhere (a ruler, a second lesion, a bright corner) does not stretch
+            the box over the photo.
 
     Returns:
         ``(x0, y0, x1, y1)`` (x1, y1 exclusive); the whole image when the map is empty.
@@ -247,12 +260,25 @@ def roi_box(saliency: Tensor, theta: float = 0.5, margin: float = 0.15, aspect: 
         raise ValueError(f"roi_box expects a map (H, W), got shape {tuple(saliency.shape)}")
     if not 0.0 < theta <= 1.0:
         raise ValueError(f"theta must be in (0, 1], got {theta}")
+    _check_region(region)
+    if not margin >= 0:
+        raise ValueError(f"margin must be at least 0, got {margin}")
+    if not aspect > 0:
+        raise ValueError(f"aspect must be above 0, got {aspect}")
     h, w = saliency.shape
-    m = saliency.float()
+    m = saliency.detach().float().cpu()
+    if not torch.isfinite(m).all():
+        raise ValueError("roi_box got a map with NaN or infinite values")
     peak = float(m.max())
     if peak <= 0:
         return 0, 0, w, h
-    ys, xs = torch.nonzero(m >= theta * peak, as_tuple=True)
+    above = m >= theta * peak
+    if region == "peak":
+        _, labels = cv2.connectedComponents(above.numpy().astype(np.uint8), connectivity=8)
+        at_peak = int(torch.argmax(m))
+        labels = torch.from_numpy(labels)
+        above = labels == labels.reshape(-1)[at_peak]
+    ys, xs = torch.nonzero(above, as_tuple=True)
     x0, x1, y0, y1 = float(xs.min()), float(xs.max()) + 1, float(ys.min()), float(ys.max()) + 1
     bw, bh = x1 - x0, y1 - y0
     x0, x1, y0, y1 = x0 - margin * bw, x1 + margin * bw, y0 - margin * bh, y1 + margin * bh
@@ -287,7 +313,7 @@ def crop_boxes(x: Tensor, boxes: Tensor | list[tuple[float, float, float, float]
 
 
 def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode: str = "average", theta: float = 0.5, margin: float = 0.15,
-                     source: Image.Image | Tensor | None = None, layer: torch.nn.Module | None = None):  # fmt: skip
+                     source: Image.Image | Tensor | None = None, layer: torch.nn.Module | None = None, region: str = "all"):  # fmt: skip
     """Predict, crop to where Grad-CAM of the top-1 class is ``>= theta * max``, predict the
     crop, and average (``mode='average'``) or replace (``'replace'``) the probabilities.
 
@@ -311,6 +337,8 @@ def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode
         source: Optional full-resolution image: a PIL image, or a tensor ``(3, H, W)``
             (uint8, or float in [0, 1]) in the same orientation as ``item``.
         layer: Grad-CAM layer (default: the architecture's, as in :meth:`Learner.explain`).
+        region: Which pixels above the threshold the box holds: ``'all'`` (the study's) or
+            ``'peak'``, the connected region of the map's maximum (see :func:`roi_box`).
 
     Returns:
         ``(probs, first, second, box)``: the final probabilities ``(C,)``, those of the full
@@ -319,6 +347,7 @@ def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode
     """
     if mode not in ("average", "replace"):
         raise ValueError(f"mode must be 'average' or 'replace', got {mode!r}")
+    _check_region(region)
     if isinstance(item, IMAGE_SOURCES):
         if source is not None:
             raise ValueError("pass source only with an item tensor: an image file or PIL image is its own source")
@@ -334,7 +363,7 @@ def two_pass_predict(learn, item: Tensor | str | os.PathLike | Image.Image, mode
     cam = ex.gradcam["top1"].maps[0].cpu()
     h, w = item.shape[-2:]
     cam = torch.nn.functional.interpolate(cam[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    box = roi_box(cam, theta, margin)
+    box = roi_box(cam, theta, margin, region=region)
     if source is None:
         crop = crop_boxes(item[None], [box], size=max(h, w))[0]
     else:
