@@ -4,9 +4,10 @@ matter whether the crop is cut from the model's input or from the full-resolutio
 For each test image: the full view (one pass); ``two_pass_predict`` averaging the full view
 with a crop cut from the model-sized image ("input crop", enlarged, no new detail) or from
 the photo at its own resolution ("photo crop", ``source=``); the photo crop's probabilities
-alone ("replace"); the same with the crop box from the Grad-CAM of the block before the
-default one ("finer CAM", twice the map's resolution); and, as a ceiling, the photo cropped
-to its lesion mask.
+alone ("replace"); the photo crop boxing only the connected hot region that holds
+Grad-CAM's maximum ("peak region", ``region='peak'``); the photo crop with the box from the
+Grad-CAM of the block before the default one ("finer CAM", twice the map's resolution); and,
+as a ceiling, the photo cropped to its lesion mask.
 Prints accuracy and balanced accuracy per arm, each arm's difference from the full view
 with the number of images whose prediction it fixed and broke, the mean share of the photo
 its crop keeps and the share of images where that is (nearly) all of it, on two test sets:
@@ -38,6 +39,7 @@ from dermlearn.datasets import make_lesions
 from dermlearn.transforms import roi_box, two_pass_predict
 
 ARMS = ("full view", "input crop, average", "photo crop, average", "photo crop, replace",
+        "photo crop (peak region), average", "photo crop (peak region), replace",
         "photo crop (finer CAM), average", "photo crop (finer CAM), replace", "mask crop (ceiling)")  # fmt: skip
 
 
@@ -49,16 +51,18 @@ def predict_arms(learn: dl.Learner, item: Tensor, source: Image.Image, mask: Ten
     w, h = source.size
     avg_in, first, _, box_in = two_pass_predict(learn, item)
     avg_ph, _, crop_ph, box_ph = two_pass_predict(learn, item, source=source)
+    avg_peak, _, crop_peak, box_peak = two_pass_predict(learn, item, source=source, region="peak")
     avg_fine, _, crop_fine, box_fine = two_pass_predict(learn, item, source=source, layer=learn.model.body[-2])
     box_mask = roi_box(mask)
     lesion = presize_image(source.crop(box_mask), size)
-    probs = (first, avg_in, avg_ph, crop_ph, avg_fine, crop_fine, learn.predict(lesion)[2])
+    probs = (first, avg_in, avg_ph, crop_ph, avg_peak, crop_peak, avg_fine, crop_fine, learn.predict(lesion)[2])
     out: dict[str, float] = {arm: int(p.argmax()) for arm, p in zip(ARMS, probs)}
 
     def area(b: tuple[int, int, int, int], side_w: int, side_h: int) -> float:
         return (b[2] - b[0]) * (b[3] - b[1]) / (side_w * side_h)
 
-    boxes = (None, (box_in, size, size), (box_ph, w, h), (box_ph, w, h), (box_fine, w, h), (box_fine, w, h), (box_mask, w, h))
+    boxes = (None, (box_in, size, size), (box_ph, w, h), (box_ph, w, h), (box_peak, w, h), (box_peak, w, h),
+             (box_fine, w, h), (box_fine, w, h), (box_mask, w, h))
     out.update({f"{arm} area": area(*b) for arm, b in zip(ARMS, boxes) if b is not None})
     return out
 
