@@ -103,11 +103,16 @@ def _corrections(names: list[str]) -> list:
 
 
 def _learner_for(args: argparse.Namespace, data):
+    """The Learner that ``train`` and ``lr-find`` use, seeded by ``--seed``: every random draw
+    from here on (initial weights, dropout, sampling, augmentation) follows from it, so the
+    same command gives bit-identical weights on the CPU."""
     from .learner import Learner
     from .losses import BCEWithLogitsOneHot, CrossEntropy
     from .metrics import accuracy, balanced_accuracy, roc_auc
     from .models import create_model
+    from .seed import set_seed
 
+    set_seed(args.seed)
     tfms = _corrections(args.correct)
     dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar, tfms=tfms)
     weight = data.class_weights(power=args.weight_power) if args.balance == "loss" else None
@@ -217,6 +222,29 @@ def _interpret(args: argparse.Namespace) -> int:
     return 0
 
 
+def output_names(files: Sequence[Path], suffix: str) -> list[Path]:
+    """One output path per input file, relative to an output folder, that no two inputs
+    share: the file's stem plus ``suffix``, under as many of its parent folders as it takes
+    to tell it from the other inputs (``a/img.png``, ``b/img.png`` -> ``a/img<suffix>``,
+    ``b/img<suffix>``; a lone ``img.png`` -> ``img<suffix>``).
+
+    Raises:
+        ValueError: the same file is listed twice.
+    """
+    parts = [Path(f).resolve().parts for f in files]
+    if len(set(parts)) != len(parts):
+        dup = next(f for f, p in zip(files, parts) if parts.count(p) > 1)
+        raise ValueError(f"{dup} is given twice")
+    depth = [1] * len(files)
+    while True:
+        names = [p[-d:] for p, d in zip(parts, depth)]
+        clash = {n for n in names if names.count(n) > 1}
+        if not clash:
+            break
+        depth = [d + 1 if n in clash else d for n, d in zip(names, depth)]
+    return [Path(*n[:-1], Path(n[-1]).stem + suffix) for n in names]
+
+
 def _predict(args: argparse.Namespace) -> int:
     import csv
     import io
@@ -242,19 +270,19 @@ def _predict(args: argparse.Namespace) -> int:
     classes = learn.meta["classes"]
     rows, failed = [], 0
     heat = Path(args.heatmaps) if args.heatmaps else None
-    if heat:
-        heat.mkdir(parents=True, exist_ok=True)
-    for f in files:
+    heat_names = output_names(files, "_gradcam.png") if heat else []
+    for n, f in enumerate(files):
         try:
             item = image_item(f, size)
-            source = load_image(f) if args.two_pass else None  # the crop is cut at full resolution
+            # the crop of two passes and the heatmap are drawn on the photo at full resolution
+            photo = load_image(f) if args.two_pass or heat else None
         except UnreadableImage as e:
             print(f"{f}: error: {e.reason}", file=sys.stderr)
             failed += 1
             continue
         extra: dict[str, str] = {}
         if args.two_pass:
-            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass, source=source, region=args.crop_region)
+            probs, first, _, box = two_pass_predict(learn, item, mode=args.two_pass, source=photo, region=args.crop_region)
             idx = int(probs.argmax())
             label, full = classes[idx], classes[int(first.argmax())]
             extra = {"full_view": full, "crop_box": " ".join(map(str, box))}
@@ -266,7 +294,10 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{f}: {label} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")" + note)
         rows.append({"image": str(f), "prediction": label, **extra, **{c: float(p) for c, p in zip(classes, probs)}})
         if heat:
-            _heatmap(learn, item, heat / (f.stem + "_gradcam.png"), label, float(probs[idx]))
+            path = heat / heat_names[n]
+            if path.exists():
+                print(f"{f}: replacing {path} (written by an earlier run)", file=sys.stderr)
+            _heatmap(learn, item, photo, str(f), path)
     if args.csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["image"])
@@ -276,19 +307,27 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed and not rows else (3 if failed else 0)
 
 
-def _heatmap(learn, item, path: Path, label: str, prob: float) -> None:
+def _heatmap(learn, item, photo, name: str, path: Path) -> None:
+    """Grad-CAM of the predicted and the runner-up class on the photo (see
+    :func:`~dermlearn.interpret.photo_heatmap.plot_photo_heatmap`), written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ex = learn.explain(item, targets=("top1",), gbp=False)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(ex.images[0].permute(1, 2, 0).numpy())
-    ax.imshow(ex.gradcam["top1"].normalized()[0].cpu().numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    ax.set_title(f"Grad-CAM {label} {prob:.3f}")
-    ax.axis("off")
-    _save(fig, path)
+    from .interpret.photo_heatmap import plot_photo_heatmap
+    from .io import atomic_write
+
+    classes = learn.meta["classes"]
+    targets = ("top1", "runner_up") if len(classes) > 1 else ("top1",)
+    ex = learn.explain(item, targets=targets, gbp=False)
+    maps = []
+    for t, what in zip(targets, ("predicted", "runner-up")):
+        c = int(ex.gradcam[t].classes[0])
+        maps.append((f"{what}: {classes[c]} {float(ex.probs[0, c]):.3f}", ex.gradcam[t].normalized()[0]))
+    fig = plot_photo_heatmap(photo, maps, title=name)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

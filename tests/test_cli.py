@@ -83,6 +83,59 @@ def test_every_balancing_of_the_library_is_a_cli_choice():
     assert tuple(balance.choices) == BALANCE and balance.default in BALANCE
 
 
+def _weights(path) -> dict[str, torch.Tensor]:
+    return dl.load_learner(path).model.state_dict()
+
+
+# every --balance choice, each with one --correct choice (hair: the slow one, with the
+# fastest balancing), so that the five pairs of runs cover every option of both flags
+REPRO = [("none", ["vignette"]), ("static", ["illumination"]), ("resample", ["hair"]),
+         ("dynamic", ["colour"]), ("loss", ["gamma"])]  # fmt: skip
+
+
+def test_reproducibility_cases_cover_every_option():
+    from dermlearn.cli import CORRECTIONS, build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    balance = next(a for a in train._actions if a.dest == "balance")
+    assert sorted(b for b, _ in REPRO) == sorted(balance.choices)
+    assert sorted(c for _, cs in REPRO for c in cs) == sorted(CORRECTIONS)
+
+
+@pytest.mark.parametrize(("balance", "correct"), REPRO, ids=[f"{b}-{'-'.join(c)}" for b, c in REPRO])
+def test_train_twice_with_one_seed_gives_identical_weights(tmp_path, monkeypatch, capsys, balance, correct):
+    """Two `dermlearn train` runs in one process (the global RNG moved on by the first) give
+    bit-identical weights and the same LR-finder valley; another seed gives other weights.
+    Without seeding, the initial weights followed the process's RNG."""
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path, n=60)
+    args = ["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "24", "--bs", "16", "--cycles", "1",
+            "--balance", balance, "--correct", *correct, "--no-bar"]  # fmt: skip
+    runs = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        assert main([*args, "--seed", seed, "--out", str(tmp_path / name)]) == 0
+        runs[name] = (_weights(tmp_path / name / "model.pth"), re.search(r"valley=(\S+),", capsys.readouterr().out).group(1))
+    (wa, va), (wb, vb), (wc, _) = runs["a"], runs["b"], runs["c"]
+    assert va == vb and wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_train_is_reproducible_across_processes(tmp_path):
+    """Two processes with different hash seeds, the first decoding the images and the second
+    reading them from the disk cache the first wrote, train bit-identical weights."""
+    imgs = _folder(tmp_path, n=60)
+    env = {**os.environ, "DERMLEARN_CACHE": str(tmp_path / "cache")}
+    for name, hashseed in (("p1", "1"), ("p2", "2")):
+        r = subprocess.run([sys.executable, "-m", "dermlearn", "train", "--data", str(imgs), "--arch", "simple_cnn",
+                            "--size", "24", "--bs", "16", "--cycles", "1", "--correct", "illumination", "gamma",
+                            "--out", str(tmp_path / name), "--no-bar"],
+                           capture_output=True, text=True, env={**env, "PYTHONHASHSEED": hashseed})  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    assert any((tmp_path / "cache").iterdir())
+    w1, w2 = _weights(tmp_path / "p1" / "model.pth"), _weights(tmp_path / "p2" / "model.pth")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
 def test_train_with_corrections_exports_them(tmp_path, monkeypatch, capsys):
     """--correct puts the corrections in the training pipeline, in the order given, and in the
     model file, so that predict applies them."""
@@ -136,7 +189,7 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
         assert (res / f).is_file(), f
     assert "balanced_accuracy" in text and "roc_auc" in text and "95% intervals" in text
     metrics = pd.read_csv(res / "metrics.csv", index_col="metric")
-    assert list(metrics.columns) == ["value", "low", "high"] and (metrics["low"] <= metrics["high"]).all() and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count |")
+    assert list(metrics.columns) == ["value", "low", "high"] and (metrics["low"] <= metrics["high"]).all() and (res / "leading_pairs.md").read_text().startswith("| label 1 | label 2 | count | 1 -> 2 | 2 -> 1 |")
     heat, csv = tmp_path / "heat", tmp_path / "p.csv"
     (tmp_path / "bad.png").write_text("not an image")
     files = [str(p) for p in sorted(imgs.rglob("*.png"))[:3]]
@@ -405,3 +458,101 @@ def test_result_bar_plot_legend_clears_the_axis_label(rows):
     assert legend.y1 <= label.y0, "legend overlaps the x label"
     assert legend.y1 <= ticks.y0 and legend.y0 >= 0, "legend overlaps the tick labels or leaves the figure"
     assert label.y0 - legend.y1 < 30, "gap of more than 30 px between the x label and the legend"
+
+
+def _untrained_model_file(tmp_path, size: int = 32):
+    """An exported simple CNN on three synthetic classes, untrained (predictions are then
+    arbitrary but deterministic): enough for the output-file tests."""
+    torch.manual_seed(0)
+    dls = dl.synthetic_dataloaders(n=30, size=size, n_classes=3, bs=10, seed=0)
+    learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), progress=False, device="cpu")
+    return learn.export(tmp_path / "model.pth")
+
+
+def test_output_names_never_collide():
+    from pathlib import Path
+
+    from dermlearn.cli import output_names
+
+    files = [Path("x/a/img.png"), Path("x/b/img.png"), Path("x/b/other.jpg"), Path("y/a/img.png")]
+    assert output_names(files, "_gradcam.png") == [Path("x/a/img_gradcam.png"), Path("b/img_gradcam.png"),
+                                                   Path("other_gradcam.png"), Path("y/a/img_gradcam.png")]  # fmt: skip
+    assert output_names([Path("one.png")], ".png") == [Path("one.png")]
+    with pytest.raises(ValueError, match="given twice"):
+        output_names([Path("a/img.png"), Path("a/../a/img.png")], ".png")
+
+
+def test_predict_heatmaps_of_same_named_files_do_not_overwrite(tmp_path, capsys):
+    """a/img.png and b/img.png each get their heatmap (one used to overwrite the other), and
+    a rerun says which files it replaces."""
+    from PIL import Image
+
+    model = _untrained_model_file(tmp_path)
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)).save(tmp_path / folder / "img.png")
+    heat = tmp_path / "heat"
+    args = ["predict", "--model", str(model), str(tmp_path / "a" / "img.png"), str(tmp_path / "b"), "--heatmaps", str(heat)]
+    assert main(args) == 0
+    written = sorted(p.relative_to(heat).as_posix() for p in heat.rglob("*.png"))
+    assert written == ["a/img_gradcam.png", "b/img_gradcam.png"]
+    assert (heat / "a" / "img_gradcam.png").read_bytes() != (heat / "b" / "img_gradcam.png").read_bytes()
+    assert "replacing" not in capsys.readouterr().err
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"replacing {heat / 'a' / 'img_gradcam.png'}" in err and f"replacing {heat / 'b' / 'img_gradcam.png'}" in err
+
+
+def test_photo_heatmap_is_drawn_on_the_photo_with_its_aspect(tmp_path):
+    """The heatmap figure shows the photo at its own aspect, the map placed on the square
+    the model sees, a colour bar, the file name and each panel's class and probability."""
+    from PIL import Image
+
+    from dermlearn.data.decode import presize_image
+    from dermlearn.interpret.photo_heatmap import model_view_box, plot_photo_heatmap
+
+    # the box is the square presize_image keeps: 300x200 at 32 px -> 48x32, crop 8..40
+    assert model_view_box(300, 200, 32) == (50.0, 0.0, 250.0, 200.0)
+    assert model_view_box(200, 300, 32) == (0.0, 50.0, 200.0, 250.0)
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    # on a smooth photo (PIL's block reduction aligns to the image origin, so noise differs
+    # by a few levels), the box cut from the photo is what the model sees
+    yy, xx = np.mgrid[0:200, 0:300]
+    smooth = Image.fromarray(np.stack([xx * 0.8, yy * 1.2, (xx + yy) * 0.5], -1).astype(np.uint8))
+    box = tuple(round(v) for v in model_view_box(*smooth.size, 32))
+    assert (presize_image(smooth.crop(box), 32).int() - presize_image(smooth, 32).int()).abs().max() <= 1
+    m1, m2 = torch.rand(32, 32), torch.rand(32, 32)
+    fig = plot_photo_heatmap(photo, [("predicted: tumor 0.612", m1), ("runner-up: ulcer 0.301", m2)], title="lesions/p1.jpg")
+    photo_ax, ax1, ax2, bar = fig.axes
+    assert photo_ax.get_images()[0].get_array().shape == (200, 300, 3)
+    assert photo_ax.get_xlim() == (0, 300) and photo_ax.get_ylim() == (200, 0)
+    overlay = ax1.get_images()[1]
+    assert overlay.get_extent() == [50.0, 250.0, 200.0, 0.0] and overlay.get_array().shape == (32, 32)
+    np.testing.assert_array_equal(ax2.get_images()[1].get_array(), m2.numpy())
+    assert "Grad-CAM" in bar.get_ylabel() and "lesions/p1.jpg" in fig._suptitle.get_text()
+    assert [ax1.get_title(), ax2.get_title()] == ["predicted: tumor 0.612", "runner-up: ulcer 0.301"]
+    assert len(ax1.patches) == 1  # the model's square is outlined: the photo is wider
+    big = Image.new("RGB", (3008, 2000))
+    fig = plot_photo_heatmap(big, [("p", m1)], title="big.jpg")
+    assert fig.axes[0].get_images()[0].get_array().shape == (1064, 1600, 3)  # drawn at 1600 px, aspect kept
+    with pytest.raises(ValueError, match="square"):
+        plot_photo_heatmap(photo, [("p", torch.rand(32, 16))], title="x")
+
+
+def test_pair_gallery_titles_give_the_confusion_counts(tmp_path):
+    """A gallery's title gives the pair's counts from the confusion matrix and how many cases
+    it shows; leading_pairs.md says its count sums both directions."""
+    from dermlearn.interpret import write_interpretation
+
+    vocab = ["MEL", "NEV", "BCC"]
+    targets = torch.tensor([0] * 12 + [1] * 12 + [2] * 4)
+    preds = torch.tensor([0] * 11 + [1] + [0] * 9 + [1] * 3 + [2] * 4)  # 9 NEV->MEL, 1 MEL->NEV
+    probs = torch.nn.functional.one_hot(preds, 3).float() * 0.8 + 0.2 / 3
+    interp = dl.Interpretation(probs, targets, torch.rand(len(targets)), vocab)
+    assert interp.pair_gallery_title("NEV", "MEL", 3, 1) == (
+        "NEV vs MEL: 10 errors (9 NEV->MEL, 1 MEL->NEV); shown: 3 NEV->MEL and 1 MEL->NEV, highest loss first")
+    write_interpretation(interp, tmp_path, min_count=5, n_pairs=0, bootstrap=0, log=lambda m: None)
+    text = (tmp_path / "leading_pairs.md").read_text()
+    assert text.startswith("| label 1 | label 2 | count | 1 -> 2 | 2 -> 1 |\n|---|---|---|---|---|\n| NEV | MEL | 10 | 9 | 1 |\n")
+    assert "count sums both directions" in text

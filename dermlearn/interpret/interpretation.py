@@ -282,6 +282,16 @@ class Interpretation:
 
         return cases(ia, ib), cases(ib, ia)
 
+    def pair_gallery_title(self, a: str | int, b: str | int, shown_ab: int, shown_ba: int) -> str:
+        """A pair gallery's title: the pair's error counts in the confusion matrix, each
+        direction and their sum, then how many cases of each direction the gallery shows."""
+        ia, ib = self._class_index(a), self._class_index(b)
+        cm = self.confusion_matrix()
+        na, nb = self.vocab[ia], self.vocab[ib]
+        n_ab, n_ba = int(cm[ia, ib]), int(cm[ib, ia])
+        return (f"{na} vs {nb}: {n_ab + n_ba} errors ({n_ab} {na}->{nb}, {n_ba} {nb}->{na}); "
+                f"shown: {shown_ab} {na}->{nb} and {shown_ba} {nb}->{na}, highest loss first")
+
     def _class_index(self, c: str | int) -> int:
         if isinstance(c, int):
             if not 0 <= c < len(self.vocab):
@@ -327,7 +337,7 @@ class Interpretation:
                 axs[r, 2 + 2 * j].set_title(f"GBP {name} {prob:.3f}", fontsize=9)
         for ax in axs.flat:
             ax.axis("off")
-        fig.suptitle(f"{self.vocab[ia]} vs {self.vocab[ib]}: {len(ab)} {self.vocab[ia]}->{self.vocab[ib]}, {len(ba)} {self.vocab[ib]}->{self.vocab[ia]}")
+        fig.suptitle(self.pair_gallery_title(ia, ib, len(ab), len(ba)))
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the first row
         if path is not None:
             from ..io import atomic_write

@@ -28,8 +28,9 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
     when given, e.g. patients; no intervals when ``bootstrap`` is 0), ``confusion.png``,
     ``confusion_normalized.png``, ``report.csv`` (per-class
     precision, recall, specificity, F1, ROC AUC, support), ``roc.png`` (one-vs-rest ROC
-    curves), ``calibration.png`` (reliability diagram), ``leading_pairs.md`` (pairs with at
-    least ``min_count`` errors in either direction, as the study's table) and a Grad-CAM /
+    curves), ``calibration.png`` (reliability diagram), ``leading_pairs.md`` (the study's
+    table: pairs whose errors in both directions sum to at least ``min_count``, with each
+    direction's count) and a Grad-CAM /
     Guided Backprop gallery ``gallery_<a>_<b>.png`` for each of the ``n_pairs`` leading
     pairs (``k`` cases per direction, predicted and runner-up class).
 
@@ -47,8 +48,12 @@ def write_interpretation(interp: Interpretation, out: str | Path, min_count: int
     report = interp.classification_report()
     atomic_write_text(report.to_csv(), out / "report.csv")
     pairs = interp.leading_pairs(min_count)
-    lines = ["| label 1 | label 2 | count |", "|---|---|---|"] + [f"| {a} | {b} | {n} |" for a, b, n in pairs]
-    atomic_write_text("\n".join(lines) + "\n", out / "leading_pairs.md")
+    cm, index = interp.confusion_matrix(), {c: i for i, c in enumerate(interp.vocab)}
+    lines = ["| label 1 | label 2 | count | 1 -> 2 | 2 -> 1 |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {n} | {int(cm[index[a], index[b]])} | {int(cm[index[b], index[a]])} |" for a, b, n in pairs]
+    note = (f"Confused label pairs with at least {min_count} errors. count sums both directions: label 1 predicted as "
+            "label 2 (1 -> 2) plus label 2 predicted as label 1 (2 -> 1), from the confusion matrix.")  # fmt: skip
+    atomic_write_text("\n".join(lines) + "\n\n" + note + "\n", out / "leading_pairs.md")
     if bootstrap:
         table = interp.bootstrap(n=bootstrap, groups=groups)
         unit = "groups" if groups is not None else "images"
