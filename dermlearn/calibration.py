@@ -16,30 +16,49 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .losses import ACTIVATIONS
+
 __all__ = ["fit_temperature", "temperature_nll"]
 
 _LOG_T_RANGE = (math.log(0.05), math.log(20.0))
 
 
-def temperature_nll(logits: Tensor, targets: Tensor, temperature: float, sigmoid: bool = False) -> float:
+def _activation(sigmoid: bool, activation: str | None) -> str:
+    name = activation if activation is not None else ("sigmoid" if sigmoid else "softmax")
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    return name
+
+
+def temperature_nll(logits: Tensor, targets: Tensor, temperature: float, sigmoid: bool = False,
+                    activation: str | None = None) -> float:  # fmt: skip
     """Mean negative log-likelihood of ``targets`` under ``logits / temperature`` (float64).
 
     Args:
         logits: ``(N, C)``.
         targets: Class indices ``(N,)`` or one-hot rows ``(N, C)``.
         temperature: ``T > 0``.
-        sigmoid: Score with per-class sigmoids and binary cross-entropy on the one-hot
-            targets (the study's BCE loss) instead of softmax cross-entropy.
+        sigmoid: Shorthand for ``activation='sigmoid'``.
+        activation: How the model reports (a key of :data:`dermlearn.losses.ACTIVATIONS`):
+            ``'softmax'`` (cross-entropy, the default), ``'sigmoid'`` (per-class sigmoids
+            scored by binary cross-entropy on the one-hot targets: multi-label models) or
+            ``'normalized_sigmoid'`` (the class probabilities a single-label BCE model
+            reports, scored by ``-log p[target]``).
     """
+    name = _activation(sigmoid, activation)
     z = logits.double() / temperature
-    if sigmoid:
+    if name == "sigmoid":
         onehot = targets.double() if targets.ndim == 2 else F.one_hot(targets.long(), z.shape[1]).double()
         return float(F.binary_cross_entropy_with_logits(z, onehot))
     t = targets.argmax(1) if targets.ndim == 2 else targets.long()
+    if name == "normalized_sigmoid":  # log of sigmoid(z_t) / sum_c sigmoid(z_c), without underflow
+        log_p = F.logsigmoid(z) - torch.logsumexp(F.logsigmoid(z), dim=1, keepdim=True)
+        return float(-log_p.gather(1, t[:, None]).mean())
     return float(F.cross_entropy(z, t))
 
 
-def fit_temperature(logits: Tensor, targets: Tensor, sigmoid: bool = False, tol: float = 1e-6) -> float:
+def fit_temperature(logits: Tensor, targets: Tensor, sigmoid: bool = False, tol: float = 1e-6,
+                    activation: str | None = None) -> float:  # fmt: skip
     """The temperature that minimises :func:`temperature_nll` on held-out predictions.
 
     The likelihood is unimodal in ``log T`` (convex in ``1 / T``), so a golden-section
@@ -48,11 +67,13 @@ def fit_temperature(logits: Tensor, targets: Tensor, sigmoid: bool = False, tol:
     Args:
         logits: Raw model outputs ``(N, C)`` on images the model did not train on.
         targets: Class indices ``(N,)`` or one-hot rows ``(N, C)``.
-        sigmoid: For models trained with per-class sigmoids (``BCEWithLogitsOneHot``).
+        sigmoid: Shorthand for ``activation='sigmoid'`` (raw per-class sigmoids).
         tol: Width in ``log T`` at which the search stops.
+        activation: How the model reports, as in :func:`temperature_nll` (a Learner passes
+            its loss's ``activation_name``).
 
     Returns:
-        ``T`` (> 0). Probabilities are then ``softmax(logits / T)`` (or the sigmoid).
+        ``T`` (> 0). Probabilities are then the activation of ``logits / T``.
 
     Raises:
         ValueError: For logits that are not ``(N, C)`` with ``N >= 1``, targets of another
@@ -65,9 +86,10 @@ def fit_temperature(logits: Tensor, targets: Tensor, sigmoid: bool = False, tol:
     if not torch.isfinite(logits).all():
         raise ValueError("logits contain NaN or inf: calibrate a model whose outputs are finite")
     logits, targets = logits.detach().cpu(), targets.detach().cpu()
+    name = _activation(sigmoid, activation)
 
     def f(log_t: float) -> float:
-        return temperature_nll(logits, targets, math.exp(log_t), sigmoid)
+        return temperature_nll(logits, targets, math.exp(log_t), activation=name)
 
     inv_phi = (math.sqrt(5) - 1) / 2
     lo, hi = _LOG_T_RANGE

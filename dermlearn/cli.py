@@ -43,7 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"data: {n} synthetic lesion images, {size}x{size}, classes {dls.vocab}"
           f" ({len(dls.train.dataset)} train / {len(dls.valid.dataset)} valid)")
     model = create_model(args.arch, len(dls.vocab))
-    learn = Learner(dls, model, metrics=[accuracy, balanced_accuracy], path=out, progress=not args.no_bar)
+    learn = Learner(dls, model, metrics=[accuracy, balanced_accuracy], path=out, progress="table" if args.no_bar else True)
     print(f"model: {args.arch}, device {learn.device}")
 
     res = learn.lr_find(num_it=60, suggest_funcs=(minimum, steep, valley), show_plot=False)
@@ -114,13 +114,15 @@ def _learner_for(args: argparse.Namespace, data):
 
     set_seed(args.seed)
     tfms = _corrections(args.correct)
-    dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar, tfms=tfms)
+    dls = data.dls(bs=args.bs, size=args.size, balance=args.balance, seed=args.seed, progress=not args.no_bar, tfms=tfms,
+                   skip_bad=args.skip_bad)  # fmt: skip
     weight = data.class_weights(power=args.weight_power) if args.balance == "loss" else None
     loss = BCEWithLogitsOneHot(weight=weight) if args.loss == "bce" else CrossEntropy(weight=weight)
     pretrained = args.pretrained if args.pretrained not in (None, "none") else False
     pretrained = True if pretrained == "imagenet" else pretrained
     model = create_model(args.arch, data.c, pretrained=pretrained)
-    return Learner(dls, model, loss_func=loss, metrics=[accuracy, balanced_accuracy, roc_auc], path=args.out, progress=not args.no_bar)
+    return Learner(dls, model, loss_func=loss, metrics=[accuracy, balanced_accuracy, roc_auc], path=args.out,
+                   progress="table" if args.no_bar else True)  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -215,7 +217,7 @@ def _interpret(args: argparse.Namespace) -> int:
     if data.classes != learn.meta["classes"]:
         raise ValueError(f"the data's classes {data.classes} differ from the model's {learn.meta['classes']}")
     size = args.size or learn.meta.get("input_size") or 224
-    dl = data.dls(bs=args.bs, size=size, augment=False, seed=args.seed, progress=False).valid
+    dl = data.dls(bs=args.bs, size=size, augment=False, seed=args.seed, progress=False, skip_bad=args.skip_bad).valid
     interp = Interpretation.from_learner(learn, dl=dl)
     # resample whole patients (or lesions) where the data has groups: their photos are not independent
     write_interpretation(interp, out, args.min_count, args.pairs, args.k, bootstrap=args.bootstrap, groups=data.groups("valid"))
@@ -352,7 +354,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "slow: OpenCV per image), illumination (divide out uneven lighting), colour (Shades of Gray "
                         "colour constancy), gamma (automatic gamma); e.g. --correct illumination colour gamma")  # fmt: skip
     g.add_argument("--out", default="dermlearn-out", help="output folder (default: %(default)s)")
-    g.add_argument("--no-bar", action="store_true", help="no progress bars")
+    g.add_argument("--no-bar", action="store_true", help="no progress bars (the table of epochs still prints)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "give the flag with no value for clean images)")  # fmt: skip
     d.add_argument("--quick", action="store_true", help="a smaller run (400 images at 32 px) for a smoke test; "
                                                         "--n and --size still apply")
-    d.add_argument("--no-bar", action="store_true", help="no progress bars or epoch table")
+    d.add_argument("--no-bar", action="store_true", help="no progress bars (the table of epochs still prints)")
     d.set_defaults(func=_demo)
 
     t = sub.add_parser("train", help="train with the study's recipe and export the model",

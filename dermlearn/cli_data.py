@@ -23,6 +23,8 @@ def add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> Non
     g.add_argument("--valid-col", help="CSV column marking validation rows (true/1/valid)")
     g.add_argument("--root", help="folder the CSV image paths are relative to (default: the CSV's folder)")
     g.add_argument("--suffix", default="", help="appended to CSV image paths, e.g. .jpg for ISIC ids")
+    g.add_argument("--skip-bad", action="store_true", help="drop unreadable image files with a warning listing them "
+                   "(default: stop with an error listing them)")  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and augmentation (default: %(default)s)")
 
 

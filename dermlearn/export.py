@@ -20,11 +20,12 @@ from torch import nn
 
 from .dataloaders import DataLoaders, Normalize
 from .io import atomic_torch_save, safe_torch_load
+from .losses import activation_name
 
 __all__ = ["FORMAT", "export_learner", "load_learner"]
 
 FORMAT = "dermlearn-export"
-VERSION = 1
+VERSION = 2  # 2: 'activation' tells single-label BCE models ('normalized_sigmoid') from multi-label ones
 
 
 _REBUILDABLE = {  # class name -> constructor arguments kept in the metadata
@@ -91,7 +92,7 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
     steps = _describe_tfms(learn.dls.batch_tfms)
     if input_size is None:
         input_size = learn.input_size
-    activation = "sigmoid" if type(learn.loss_func).__name__ == "BCEWithLogitsOneHot" else "softmax"
+    activation = activation_name(learn.loss_func)
     n_out = model.head[-1].out_features
     meta = {
         "format": FORMAT, "format_version": VERSION, "dermlearn_version": __version__, "torch_version": torch.__version__,
@@ -116,7 +117,7 @@ def load_learner(path: str | os.PathLike, device: str | torch.device | None = No
         ValueError: not a dermlearn export, truncated, tampered, or weights that do not fit.
     """
     from .learner import Learner
-    from .losses import BCEWithLogitsOneHot, CrossEntropy
+    from .losses import ACTIVATIONS, BCEWithLogitsOneHot, CrossEntropy
     from .models import create_model
 
     state = safe_torch_load(path)
@@ -134,7 +135,12 @@ def load_learner(path: str | os.PathLike, device: str | torch.device | None = No
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise ValueError(f"{path}: the weights do not fit {arch} with {n_out} outputs: {str(e)[:300]}") from e
-    loss = BCEWithLogitsOneHot() if meta.get("activation") == "sigmoid" else CrossEntropy()
+    activation = meta.get("activation", "softmax")
+    if activation == "sigmoid" and meta.get("format_version", 1) < 2:
+        activation = "normalized_sigmoid"  # version 1 named every BCE model 'sigmoid': all were single-label
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{path}: damaged metadata (activation {activation!r}, expected one of {', '.join(ACTIVATIONS)})")
+    loss = CrossEntropy() if activation == "softmax" else BCEWithLogitsOneHot(multi_label=activation == "sigmoid")
     dls = DataLoaders([], None, batch_tfms=_build_tfms(meta.get("preprocessing", [])), vocab=classes)
     learn = Learner(dls, model, loss_func=loss, device=device, progress=False)
     temperature = meta.get("temperature", 1.0)  # files from before temperature scaling have none

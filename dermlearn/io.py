@@ -97,6 +97,14 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, ...
         raise ValueError(
-            f"{path} is not a valid weights-only torch file (truncated, corrupted, or it holds "
-            f"objects other than tensors and plain containers): {type(e).__name__}: {str(e)[:200]}"
+            f"{path} ({path.stat().st_size:,} bytes) is not a valid weights-only torch file: it is truncated or "
+            f"corrupted, or it holds objects other than tensors and plain containers. torch says: "
+            f"{type(e).__name__}: {_first_sentence(str(e))}"
         ) from e
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of an error message (torch's run on for several lines), whole."""
+    line = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    end = line.find(". ")
+    return line if end < 0 else line[: end + 1]

@@ -20,6 +20,7 @@ accumulated on the device and read once per epoch.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,7 +49,7 @@ from .dataloaders import DataLoaders
 from .distributed import all_gather_cat, init_from_env, is_main_process
 from .guard import NonFiniteGuard
 from .io import atomic_torch_save, safe_torch_load
-from .losses import BCEWithLogitsOneHot, CrossEntropy, activation_of, decodes_of
+from .losses import CrossEntropy, activation_name, activation_of, decodes_of
 from .optim import (
     LearningRate,
     OptFactory,
@@ -138,7 +139,8 @@ class Learner:
         wd: Weight decay (not applied to normalisation layers and biases).
         train_bn: Keep normalisation layers trainable (and in train mode) in frozen groups.
         device: Where the model and batches live; CUDA when available by default.
-        progress: Show progress bars and a per-epoch table.
+        progress: ``True``: progress bars and a table row per epoch; ``"table"``: the
+            table without the bars (logs, scripts); ``False``: neither.
         compile: Run the training forward pass through ``torch.compile`` (the first batches
             are slow while it compiles; ``learn.model`` stays the plain module, so saving,
             exporting and attribution are unchanged).
@@ -159,9 +161,11 @@ class Learner:
         wd: float = 0.01,
         train_bn: bool = True,
         device: str | torch.device | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
         compile: bool = False,
     ) -> None:
+        if progress not in (True, False, "table"):
+            raise ValueError(f"progress must be True, False or 'table', got {progress!r}")
         self.dls = dls if isinstance(dls, DataLoaders) else DataLoaders(*dls)
         self.distributed = init_from_env()
         if device is None and self.distributed and torch.cuda.is_available():
@@ -190,7 +194,7 @@ class Learner:
         self._frozen_to = 0
         self.add_cbs([Recorder(), NonFiniteGuard()])
         if progress and is_main_process():
-            self.add_cb(ProgressCallback())
+            self.add_cb(ProgressCallback(bar=progress is True))
         self.add_cbs(self.dls.cbs)
         self.add_cbs(cbs or [])
         self._augment_valid = False
@@ -510,6 +514,8 @@ class Learner:
                                  "resume with the same fit method and arguments")  # fmt: skip
             start_epoch = state["epoch"] + 1
             self._resume = (state, resume)
+        if isinstance(n_epoch, bool) or not isinstance(n_epoch, numbers.Integral) or n_epoch < 1:
+            raise ValueError(f"n_epoch must be a whole number of epochs >= 1, got {n_epoch!r}")
         if not 0 <= start_epoch <= n_epoch:
             raise ValueError(f"start_epoch must be in [0, n_epoch={n_epoch}], got {start_epoch}")
         if len(self.dls.train) == 0:
@@ -716,8 +722,10 @@ class Learner:
         return tuple(out)
 
     def activation(self, logits: Tensor) -> Tensor:
-        """Probabilities ``(N, C)`` from logits ``(N, C)``: the loss's activation (softmax,
-        or the sigmoid of :class:`~dermlearn.BCEWithLogitsOneHot`) of ``logits / temperature``."""
+        """Probabilities ``(N, C)`` from logits ``(N, C)``: the loss's activation of
+        ``logits / temperature``: softmax, or for :class:`~dermlearn.BCEWithLogitsOneHot` the
+        sigmoid scores normalised to sum 1 (its raw sigmoids with ``multi_label=True``; see
+        :mod:`dermlearn.losses`)."""
         return activation_of(self.loss_func)(logits / self.temperature if self.temperature != 1.0 else logits)
 
     def calibrate(self, dl: Iterable | None = None) -> float:
@@ -735,7 +743,7 @@ class Learner:
 
         self.temperature = 1.0
         logits, targets = self.get_preds(dl, act=lambda z: z)
-        self.temperature = fit_temperature(logits, targets, sigmoid=isinstance(self.loss_func, BCEWithLogitsOneHot))
+        self.temperature = fit_temperature(logits, targets, activation=activation_name(self.loss_func))
         return self.temperature
 
     def tta(self, dl: Iterable | None = None, n: int = 4, beta: float = 0.25) -> tuple[Tensor, Tensor]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from .callback import Callback, CancelFitException, CancelValidException
 from .checkpoint import capture_state, restore_state
+from .progress import ProgressCallback
 
 __all__ = ["LRFinder", "LRFindResult", "lr_find", "minimum", "slide", "steep", "valley"]
 
@@ -142,14 +143,18 @@ class LRFinder(Callback):
 
     Iteration ``i`` (0-based) uses ``start_lr * (end_lr / start_lr) ** (i / num_it)``.
     Validation is skipped. With ``stop_div``, the sweep stops before any step is taken on
-    a non-finite loss, or once the smoothed loss exceeds 4x its best.
+    a non-finite loss, or once the smoothed loss exceeds 4x its best. With ``bar``, one
+    progress bar counts the ``num_it`` iterations (the sweep runs for minutes on a CPU).
     """
 
     order = 1
     run_valid = False
 
-    def __init__(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True) -> None:
+    def __init__(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
+                 bar: bool = False) -> None:  # fmt: skip
         super().__init__()
+        self.bar = bar
+        self._pbar = None
         if not 0 < start_lr < end_lr:
             raise ValueError(f"lr_find needs 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
         if num_it < 2:
@@ -164,6 +169,10 @@ class LRFinder(Callback):
         self.i = 0
         self._avg = 0.0
         self.stopped_early = False
+        if self.bar:
+            from tqdm.auto import tqdm
+
+            self._pbar = tqdm(total=self.num_it, desc="lr_find", leave=False, mininterval=0.5, dynamic_ncols=True)
 
     def before_batch(self) -> None:
         lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.i / self.num_it)
@@ -187,8 +196,15 @@ class LRFinder(Callback):
         self.best = min(self.best, sm)
 
     def after_batch(self) -> None:
+        if self._pbar is not None:
+            self._pbar.update(1)
         if self.i >= self.num_it:
             raise CancelFitException()
+
+    def after_fit(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
 
     def before_validate(self) -> None:
         raise CancelValidException()
@@ -223,7 +239,10 @@ def lr_find(
     # the same snapshot as a checkpoint (model, optimizer, callbacks, RNGs, loaders, augmentation),
     # deep-copied: the sweep updates the optimizer's state tensors in place
     state = copy.deepcopy(capture_state(learn))
-    finder = LRFinder(start_lr, end_lr, num_it, stop_div)
+    # the learner's epoch bars and table make no sense for a sweep: one bar of its iterations
+    # instead, where the learner shows bars
+    bar = any(isinstance(c, ProgressCallback) and c.bar for c in learn.cbs)
+    finder = LRFinder(start_lr, end_lr, num_it, stop_div, bar=bar)
     n_epoch = math.ceil(num_it / max(len(learn.dls.train), 1))
     temperature, learn.temperature = learn.temperature, 1.0  # the sweep trains, then the model comes back as it was
     try:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .data.augment import Resize
 from .dataloaders import Normalize
+from .losses import ACTIVATIONS, activation_name
 
 __all__ = ["IN_GRAPH", "export_onnx", "split_steps"]
 
@@ -45,9 +46,10 @@ IN_GRAPH = ("CorrectIllumination", "ShadesOfGray", "AdjustGamma", "AutoGamma", "
 class _InferenceGraph(nn.Module):
     """uint8 images -> ``steps`` in order -> (uint8 left: / 255) -> model -> probabilities."""
 
-    def __init__(self, model: nn.Module, steps: list[nn.Module], sigmoid: bool, temperature: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, steps: list[nn.Module], activation: str, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.steps, self.sigmoid, self.temperature = model, nn.ModuleList(steps), sigmoid, temperature
+        self.model, self.steps, self.temperature = model, nn.ModuleList(steps), temperature
+        self.activation = ACTIVATIONS[activation]  # what the Learner reports (dermlearn.losses)
 
     def forward(self, x: Tensor) -> Tensor:
         for step in self.steps:
@@ -57,7 +59,7 @@ class _InferenceGraph(nn.Module):
         logits = self.model(x)
         if self.temperature != 1.0:
             logits = logits / self.temperature
-        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=-1)
+        return self.activation(logits)
 
 
 def split_steps(steps: list[nn.Module], exporter: str = "dynamo") -> tuple[list[nn.Module], list[nn.Module]]:
@@ -125,10 +127,9 @@ def export_onnx(learn, path: str | os.PathLike, input_size: int | None = None, o
     if input_size is None:
         raise ValueError("pass input_size=: neither a resize step of the preprocessing nor the data says it")
     outside, inside = split_steps(list(learn.dls.batch_tfms), exporter)
-    sigmoid = type(learn.loss_func).__name__ == "BCEWithLogitsOneHot"
     was_training = learn.model.training
     steps = copy.deepcopy(inside)  # the graph's own copies: moving them to the CPU leaves the learner's where they are
-    graph = _InferenceGraph(learn.model, steps, sigmoid, float(learn.temperature)).cpu().eval()
+    graph = _InferenceGraph(learn.model, steps, activation_name(learn.loss_func), float(learn.temperature)).cpu().eval()
     example = torch.zeros(2, 3, input_size, input_size, dtype=torch.uint8)
     names = {"input_names": ["images"], "output_names": ["probs"], "opset_version": opset}
     try:

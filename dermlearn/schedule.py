@@ -18,6 +18,7 @@ boundaries with a float32 cumulative sum and restarts one batch late at cycle 3)
 from __future__ import annotations
 
 import math
+import numbers
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -192,10 +193,11 @@ def flat_cos_scheds(lr: Value, div_final: float = 1e5, pct_start: float = 0.75) 
 
 def sgdr_cycle_epochs(n_cycles: int, cycle_len: int, cycle_mult: int = 2) -> list[int]:
     """Cycle lengths in epochs: ``cycle_len * cycle_mult**i`` for ``i < n_cycles``."""
-    if n_cycles < 1 or cycle_len < 1 or cycle_mult < 1:
+    values = (n_cycles, cycle_len, cycle_mult)
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values) or min(values) < 1:
         raise ValueError(
             f"fit_sgdr needs n_cycles >= 1, cycle_len >= 1 and cycle_mult >= 1 (integers), "
-            f"got n_cycles={n_cycles}, cycle_len={cycle_len}, cycle_mult={cycle_mult}"
+            f"got n_cycles={n_cycles!r}, cycle_len={cycle_len!r}, cycle_mult={cycle_mult!r}"
         )
     return [int(cycle_len) * int(cycle_mult) ** i for i in range(int(n_cycles))]
 

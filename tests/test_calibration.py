@@ -30,18 +30,28 @@ def test_temperature_recovers_the_generating_scale(scale):
     assert fit_temperature(logits, y) == pytest.approx(scale, rel=0.03)
 
 
-@pytest.mark.parametrize("sigmoid", [False, True], ids=["softmax", "sigmoid"])
-def test_temperature_is_the_likelihoods_stationary_point(sigmoid):
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid", "normalized_sigmoid"])
+def test_temperature_is_the_likelihoods_stationary_point(activation):
     logits, y = _generated(1.7, n=3000, seed=1)
-    t = fit_temperature(logits, y, sigmoid=sigmoid)
+    t = fit_temperature(logits, y, activation=activation)
     tt = torch.tensor(t, dtype=torch.float64, requires_grad=True)
     z = logits.double() / tt
-    nll = F.binary_cross_entropy_with_logits(z, F.one_hot(y, 5).double()) if sigmoid else F.cross_entropy(z, y)
+    if activation == "sigmoid":
+        nll = F.binary_cross_entropy_with_logits(z, F.one_hot(y, 5).double())
+    elif activation == "normalized_sigmoid":  # the NLL of the class probabilities the model reports
+        s = torch.sigmoid(z)
+        nll = -(s / s.sum(1, keepdim=True)).gather(1, y[:, None]).log().mean()
+    else:
+        nll = F.cross_entropy(z, y)
     (grad,) = torch.autograd.grad(nll, tt)
     assert abs(float(grad)) < 1e-5  # float64 recomputation of the derivative at the optimum
     nll = float(nll.detach())
-    assert nll == pytest.approx(temperature_nll(logits, y, t, sigmoid), rel=1e-12)
-    assert all(temperature_nll(logits, y, t * f, sigmoid) > nll for f in (0.98, 1.02))
+    assert nll == pytest.approx(temperature_nll(logits, y, t, activation=activation), rel=1e-12)
+    assert all(temperature_nll(logits, y, t * f, activation=activation) > nll for f in (0.98, 1.02))
+    if activation == "sigmoid":  # the older flag means the same
+        assert fit_temperature(logits, y, sigmoid=True) == t
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fit_temperature(logits, y, activation="tanh")
 
 
 def test_fit_temperature_names_bad_inputs():

@@ -112,12 +112,14 @@ def test_train_twice_with_one_seed_gives_identical_weights(tmp_path, monkeypatch
     args = ["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "24", "--bs", "16", "--cycles", "1",
             "--balance", balance, "--correct", *correct, "--no-bar"]  # fmt: skip
     runs = {}
-    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+    # another seed must give other weights (checked once: it costs a third run)
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1"))[: 3 if balance == "none" else 2]:
         assert main([*args, "--seed", seed, "--out", str(tmp_path / name)]) == 0
         runs[name] = (_weights(tmp_path / name / "model.pth"), re.search(r"valley=(\S+),", capsys.readouterr().out).group(1))
-    (wa, va), (wb, vb), (wc, _) = runs["a"], runs["b"], runs["c"]
+    (wa, va), (wb, vb) = runs["a"], runs["b"]
     assert va == vb and wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    if "c" in runs:
+        assert not all(torch.equal(wa[k], runs["c"][0][k]) for k in wa)
 
 
 def test_train_is_reproducible_across_processes(tmp_path):
@@ -556,3 +558,30 @@ def test_pair_gallery_titles_give_the_confusion_counts(tmp_path):
     text = (tmp_path / "leading_pairs.md").read_text()
     assert text.startswith("| label 1 | label 2 | count | 1 -> 2 | 2 -> 1 |\n|---|---|---|---|---|\n| NEV | MEL | 10 | 9 | 1 |\n")
     assert "count sums both directions" in text
+
+
+def test_unreadable_images_point_to_the_cli_flag(tmp_path, monkeypatch, capsys):
+    """The error for unreadable images named skip_bad=True, a Python argument the command
+    line did not have; --skip-bad now drops them with a warning."""
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = _folder(tmp_path, n=30)
+    (imgs / "macula" / "zz_bad.png").write_text("not an image")
+    args = ["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "24", "--bs", "8", "--cycles", "1",
+            "--lr", "1e-3", "--out", str(tmp_path / "o"), "--no-bar"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "zz_bad.png" in err and "--skip-bad on the command line" in err
+    with pytest.warns(UserWarning, match="dropped 1 unreadable image file"):
+        assert main([*args, "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^0 +\d", out, flags=re.M)  # --no-bar keeps the epoch table
+
+
+def test_damaged_model_file_message_is_whole(tmp_path, capsys):
+    model = _untrained_model_file(tmp_path)
+    data = model.read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
+    assert main(["predict", "--model", str(tmp_path / "trunc.pth"), str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(".") and f"({len(data) // 2:,} bytes)" in err
+    assert "truncated or corrupted" in err and "torch says: RuntimeError: PytorchStreamReader failed" in err

@@ -33,7 +33,7 @@ def test_export_round_trip_gives_identical_predictions(trained, tmp_path):
     path = trained.export(tmp_path / "m.pth", extra={"note": "test"})
     assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]
     learn = dl.load_learner(path, device="cpu")
-    assert learn.meta["classes"] == trained.dls.vocab and learn.meta["activation"] == "sigmoid"
+    assert learn.meta["classes"] == trained.dls.vocab and learn.meta["activation"] == "normalized_sigmoid"
     assert learn.meta["input_size"] == 32 and learn.meta["extra"] == {"note": "test"}
     assert [s["name"] for s in learn.meta["preprocessing"]] == ["resize", "normalize"]
     p1, _ = trained.get_preds()
@@ -142,7 +142,11 @@ def test_onnx_export_matches_pytorch(trained, tmp_path, exporter):
     sess = ort.InferenceSession(str(path))
     x, _ = next(iter(trained.dls.valid))
     x32 = torch.nn.functional.interpolate(x.float(), size=(32, 32), mode="bilinear", antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
-    ref = torch.sigmoid(trained.model.eval()(trained.dls.apply(x32, training=False))).detach()  # the learner uses BCE: sigmoid
+    # the learner uses single-label BCE: sigmoid scores normalised to sum 1, as get_preds reports
+    from dermlearn.losses import normalized_sigmoid
+
+    ref = normalized_sigmoid(trained.model.eval()(trained.dls.apply(x32, training=False))).detach()
+    torch.testing.assert_close(ref.sum(1), torch.ones(len(ref)))
     for batch in (x32, x32[:1]):  # the batch size is free, 1 included (the trace used 2)
         out = torch.from_numpy(sess.run(None, {"images": batch.numpy()})[0])
         torch.testing.assert_close(out, ref[: len(batch)], atol=1e-5, rtol=1e-4)
@@ -218,3 +222,26 @@ def test_predict_reads_image_files_and_pil_images(trained, tmp_path):
     assert blind.input_size is None
     with pytest.raises(ValueError, match="needs the model's input size"):
         blind.predict(upright)
+
+
+def test_activation_travels_with_the_model_file(trained, tmp_path):
+    """A single-label BCE model file reports normalised class probabilities, a multi-label
+    one its raw sigmoids; files of format version 1 ('sigmoid' for every BCE model, all of
+    them single-label) load as single-label."""
+    item = trained.dls.valid.dataset[0][0]
+    want = trained.predict(item)[2]
+    assert float(want.sum()) == pytest.approx(1.0)
+    path = trained.export(tmp_path / "m.pth")
+    torch.testing.assert_close(dl.load_learner(path).predict(item)[2], want)
+    state = torch.load(path, weights_only=True)
+    meta = json.loads(state["meta"])
+    torch.save({**state, "meta": json.dumps({**meta, "format_version": 1, "activation": "sigmoid"})}, tmp_path / "v1.pth")
+    old = dl.load_learner(tmp_path / "v1.pth")
+    assert old.loss_func.activation_name == "normalized_sigmoid"
+    torch.testing.assert_close(old.predict(item)[2], want)
+    torch.save({**state, "meta": json.dumps({**meta, "activation": "sigmoid"})}, tmp_path / "multi.pth")
+    multi = dl.load_learner(tmp_path / "multi.pth")
+    assert multi.loss_func.multi_label and float(multi.predict(item)[2].sum()) != pytest.approx(1.0)
+    torch.save({**state, "meta": json.dumps({**meta, "activation": "tanh"})}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="bad.pth: damaged metadata \\(activation 'tanh'"):
+        dl.load_learner(tmp_path / "bad.pth")

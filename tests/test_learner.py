@@ -157,15 +157,26 @@ def test_recorder_plots(lesion_dls):
         learn.recorder.history("nope")
 
 
-def test_bce_one_hot_learner_decodes_by_sigmoid_argmax(lesion_dls):
+def test_bce_one_hot_learner_reports_class_probabilities(lesion_dls):
+    """A single-label model trained with the study's BCE loss reports its sigmoid scores
+    normalised to sum 1 (they summed to about 2 and were read as probabilities); the raw
+    sigmoids on request; the decoded class is the sigmoid argmax either way."""
     learn = lesion_learner(lesion_dls, loss_func=dl.BCEWithLogitsOneHot())
     learn.fit(1, lr=3e-3)
     probs, targs, dec = learn.get_preds(with_decoded=True)
+    raw, _ = learn.get_preds(act=torch.sigmoid)
     assert (probs >= 0).all() and (probs <= 1).all()
-    assert not torch.allclose(probs.sum(1), torch.ones(len(probs)))  # sigmoid, not softmax
-    assert torch.equal(dec, probs.argmax(1))
-    x = F.one_hot(targs, 4).float()
-    assert x.shape == probs.shape
+    torch.testing.assert_close(probs.sum(1), torch.ones(len(probs)))
+    assert not torch.allclose(raw.sum(1), torch.ones(len(raw)))  # the raw scores do not sum to 1
+    torch.testing.assert_close(probs, raw / raw.sum(1, keepdim=True))
+    assert not torch.allclose(probs, raw.double().logit().softmax(1).float(), atol=1e-3)  # not the softmax either
+    assert torch.equal(dec, probs.argmax(1)) and torch.equal(dec, raw.argmax(1))
+    label, idx, p = learn.predict(lesion_dls.valid.dataset[0][0])
+    torch.testing.assert_close(p, probs[0]) and float(p.sum()) == pytest.approx(1.0)
+    multi = lesion_learner(lesion_dls, loss_func=dl.BCEWithLogitsOneHot(multi_label=True))
+    multi.model.load_state_dict(learn.model.state_dict())
+    torch.testing.assert_close(multi.get_preds()[0], raw)
+    assert F.one_hot(targs, 4).shape == probs.shape
 
 
 def test_same_seed_same_run(lesion_dls):
@@ -212,3 +223,37 @@ def test_non_finite_loss_stops_and_keeps_good_weights():
     assert not math.isfinite(learn.recorder.losses[24])
     for k, v in learn.model.state_dict().items():
         assert torch.isfinite(v).all() and torch.equal(v, starts[2][k])
+
+
+def test_fit_arguments_that_are_not_whole_epochs_are_named():
+    """fit(-3) blamed start_epoch; fit_sgdr(1.5, 1) was accepted though its message asks for
+    integers."""
+    import numpy as np
+
+    learn = tiny_learner()
+    for bad, call in ((-3, lambda: learn.fit(-3)), (0, lambda: learn.fit(0)), (2.5, lambda: learn.fit(2.5)),
+                      (0.5, lambda: learn.fit_one_cycle(0.5)), (1.5, lambda: learn.fit_flat_cos(1.5))):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"n_epoch must be a whole number of epochs >= 1, got {bad}"):
+            call()
+    for args, shown in (((1.5, 1), "n_cycles=1.5"), ((2, 0.5), "cycle_len=0.5"), ((True, 1), "n_cycles=True")):
+        with pytest.raises(ValueError, match=rf"\(integers\), got .*{shown}"):
+            learn.fit_sgdr(*args)
+    learn.fit_sgdr(np.int64(1), 1, lr_max=1e-2)  # numpy integers are integers
+    assert len(learn.recorder.values) == 1
+
+
+def test_progress_table_without_bars(capsys):
+    """progress='table' prints the epoch table and no bar (the CLI's --no-bar); lr_find shows
+    one bar of its iterations where the learner shows bars, and none in table mode."""
+    learn = tiny_learner(metrics=[dl.accuracy], progress="table")
+    learn.fit(2, lr=1e-2)
+    cap = capsys.readouterr()
+    assert len(cap.out.splitlines()) == 3 and "it/s" not in cap.err and "%|" not in cap.err
+    learn.lr_find(num_it=12, show_plot=False)
+    assert "lr_find" not in capsys.readouterr().err
+    learn = tiny_learner(progress=True)
+    learn.lr_find(num_it=12, show_plot=False)
+    cap = capsys.readouterr()
+    assert "lr_find" in cap.err and cap.out == ""  # a bar, no epoch table
+    with pytest.raises(ValueError, match="progress must be True, False or 'table'"):
+        tiny_learner(progress="bars")

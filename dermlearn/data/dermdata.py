@@ -228,7 +228,7 @@ class DermData:
         if errors:
             listing = "\n".join(f"  {e.path}: {e.reason}" for e in errors)
             if not skip_bad:
-                raise ValueError(f"{self.name}: {len(errors)} unreadable image file(s):\n{listing}\n(pass skip_bad=True to drop them with a warning)")
+                raise ValueError(f"{self.name}: {len(errors)} unreadable image file(s):\n{listing}\n(to drop them with a warning: skip_bad=True in Python, --skip-bad on the command line)")
             new = [e.path for e in errors if e.path not in self.dropped]
             if new:
                 warnings.warn(f"{self.name}: dropped {len(new)} unreadable image file(s):\n{listing}", stacklevel=2)
