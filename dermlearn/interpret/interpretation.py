@@ -134,7 +134,7 @@ class Interpretation:
 
     def bootstrap(self, metrics: Sequence | None = None, n: int = 1000, level: float = 0.95, groups: Sequence[Any] | None = None,
                   seed: int = 0):  # fmt: skip
-        """Metrics with percentile bootstrap intervals (see :func:`dermlearn.bootstrap_ci`).
+        """Metrics with BCa bootstrap intervals (see :func:`dermlearn.bootstrap_ci`).
 
         Args:
             metrics: Scalar metrics ``(probs, targets) -> Tensor``; default
