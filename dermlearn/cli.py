@@ -47,14 +47,14 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"model: {args.arch}, device {learn.device}")
 
     res = learn.lr_find(num_it=60, suggest_funcs=(minimum, steep, valley), show_plot=False)
-    fig = res.plot()
-    fig.savefig(out / "lr_find.png", dpi=100)
-    plt.close(fig)
     # from scratch, Smith's rule (an order of magnitude below the loss minimum) trains faster
     # than fastai's valley, which is tuned for fine-tuning pretrained weights; valley guards
     # against a minimum found among the first noisy iterations
     lr = float(max(res.suggestions.get("minimum", 3e-3), res.suggestions.get("valley", 0.0)))
     print("lr_find suggestions: " + ", ".join(f"{k}={v:.2e}" for k, v in res.suggestions.items()) + f" -> lr_max {lr:.2e}")
+    fig = res.plot(used=lr)
+    fig.savefig(out / "lr_find.png", dpi=100)
+    plt.close(fig)
 
     cycles = 3
     print(f"fit_sgdr: {cycles} cycles, cycle_len 1, cycle_mult 2 ({2**cycles - 1} epochs)")
@@ -147,7 +147,7 @@ def _train(args: argparse.Namespace) -> int:
     pretrained = args.pretrained not in (None, "none")
     res = study_recipe(learn, pretrained, args.lr, args.head_cycles, args.cycles, args.patience)
     if res.lr_find is not None:
-        _save(res.lr_find.plot(), out / "lr_find.png")
+        _save(res.lr_find.plot(used=res.lr), out / "lr_find.png")
     lr, history = res.lr, res.history
     atomic_write_text(pd.DataFrame(history).to_csv(index=False), out / "history.csv")
     _save(learn.recorder.plot_loss(), out / "loss.png")

@@ -117,12 +117,14 @@ class LRFindResult:
             return sugg[name]
         raise AttributeError(name)
 
-    def plot(self, skip_end: int = 5, ax=None):
-        """Loss against learning rate (log scale) with the suggestions marked. Returns the Figure."""
+    def plot(self, skip_end: int = 5, ax=None, used: float | None = None):
+        """Loss against learning rate (log scale) with the suggestions marked, and the rate
+        that training then ``used`` (e.g. the recipe's choice) as a dashed line. Returns the
+        Figure (constrained layout: the axis labels stay inside it)."""
         import matplotlib.pyplot as plt
 
         if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
         else:
             fig = ax.figure
         end = len(self.lrs) - skip_end if len(self.lrs) > skip_end + 2 else len(self.lrs)
@@ -133,7 +135,9 @@ class LRFindResult:
         for (name, lr), marker in zip(self.suggestions.items(), "o^sv"):
             i = int(np.argmin(np.abs(np.log(self.lrs[:end]) - math.log(lr)))) if lr > 0 else 0
             ax.plot(self.lrs[i], self.losses[i], marker, label=f"{name}: {lr:.2e}")
-        if self.suggestions:
+        if used is not None:
+            ax.axvline(used, color="k", linestyle="--", linewidth=1, label=f"used for training: {used:.2e}")
+        if self.suggestions or used is not None:
             ax.legend()
         return fig
 

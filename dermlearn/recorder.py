@@ -159,11 +159,11 @@ class Recorder(Callback):
 
     def plot_loss(self, skip_start: int = 5, with_valid: bool = True, ax=None):
         """Training loss per iteration (raw and smoothed) and validation loss per epoch.
-        Returns the matplotlib Figure."""
+        Returns the matplotlib Figure (constrained layout: the axis labels stay inside it)."""
         import matplotlib.pyplot as plt
 
         if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
         else:
             fig = ax.figure
         it = np.arange(len(self.losses))
@@ -179,16 +179,26 @@ class Recorder(Callback):
         return fig
 
     def plot_lr(self, ax=None):
-        """Learning rate of every layer group (and momentum) per iteration. Returns the Figure."""
+        """Learning rate per iteration (and momentum): one line per distinct schedule, labelled
+        with the layer groups that follow it (three groups at one rate draw one line, not
+        three on top of each other). Returns the Figure (constrained layout)."""
         import matplotlib.pyplot as plt
 
         if ax is None:
-            fig, axs = plt.subplots(1, 2, figsize=(10, 3.5))
+            fig, axs = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
         else:
             fig, axs = ax.figure, [ax, None]
         g = np.asarray(self.group_lrs)
+        lines: list[tuple[list[int], np.ndarray]] = []  # groups that share one schedule
         for k in range(g.shape[1] if g.ndim == 2 else 0):
-            axs[0].plot(g[:, k], label=f"group {k}")
+            same = next((groups for groups, lrs in lines if np.array_equal(lrs, g[:, k])), None)
+            if same is None:
+                lines.append(([k], g[:, k]))
+            else:
+                same.append(k)
+        for groups, lrs in lines:
+            label = f"group {groups[0]}" if len(groups) == 1 else "groups " + ", ".join(map(str, groups))
+            axs[0].plot(lrs, label=label)
         axs[0].set_xlabel("iteration")
         axs[0].set_ylabel("learning rate")
         axs[0].legend()

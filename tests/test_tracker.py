@@ -126,3 +126,36 @@ def test_bad_tracker_args():
         dl.EarlyStopping(mode="up")
     with pytest.raises(ValueError, match="patience"):
         dl.EarlyStopping(patience=-1)
+
+
+def _texts_inside(fig) -> list[str]:
+    """The axes whose drawn extent (labels, tick labels, titles, legends) sticks out of the
+    figure, by their labels."""
+    fig.canvas.draw()
+    r, box = fig.canvas.get_renderer(), fig.bbox
+    out = []
+    for ax in fig.axes:
+        e = ax.get_tightbbox(r)
+        if e.x0 < box.x0 - 0.5 or e.y0 < box.y0 - 0.5 or e.x1 > box.x1 + 0.5 or e.y1 > box.y1 + 0.5:
+            out.append(f"{ax.get_xlabel()} / {ax.get_ylabel()}")
+    return out
+
+
+def test_training_plots_keep_their_labels_and_mark_what_was_used():
+    """lr_find.png and lr.png cut their x labels; lr.png drew three identical group lines,
+    of which one showed; lr_find.png did not mark the rate that training used."""
+    from .conftest import tiny_learner
+
+    learn = tiny_learner()
+    res = learn.lr_find(num_it=30, show_plot=False)
+    fig = res.plot(used=3e-3)
+    assert _texts_inside(fig) == []
+    used = [line for line in fig.axes[0].lines if line.get_label().startswith("used for training")]
+    assert len(used) == 1 and used[0].get_xdata()[0] == 3e-3 and used[0].get_label() == "used for training: 3.00e-03"
+    learn.fit(1, lr=1e-2)  # one rate for every group: one line
+    fig = learn.recorder.plot_lr()
+    assert _texts_inside(fig) == [] and [line.get_label() for line in fig.axes[0].lines] == ["groups 0, 1, 2"]
+    learn.fit(1, lr=slice(1e-4, 1e-2))  # discriminative rates: a line per group
+    fig = learn.recorder.plot_lr()
+    assert [line.get_label() for line in fig.axes[0].lines] == ["group 0", "group 1", "group 2"]
+    assert _texts_inside(learn.recorder.plot_loss()) == []

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         res = study_recipe(learn, pretrained=False, cycles=args.cycles, lr_find_iters=30 if args.quick else 100,
                            suggestion=args.suggestion)  # fmt: skip
         rec.add_history(res.history)
-        rec.save_figure(res.lr_find.plot(), "lr_find.png")
+        rec.save_figure(res.lr_find.plot(used=res.lr), "lr_find.png")
         trained = {"lr": res.lr, "lr_find": res.lr_find.suggestions, "epochs": len(res.history)}
         learn.export(rec.out / "model.pth", extra={"data": args.data, "seed": args.seed})
         dl = dls.valid
