@@ -4,6 +4,7 @@ as errors, with every public name and every callback documented."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -64,9 +65,18 @@ def test_docs_site_builds_without_warnings(tmp_path):
     pytest.importorskip("sphinx", reason="the docs tools are in the dev extra: pip install -e '.[dev]'")
     pytest.importorskip("myst_nb", reason="the docs tools are in the dev extra: pip install -e '.[dev]'")
     out = tmp_path / "html"
+    # the build runs the tutorials so that the site shows their outputs; here only the
+    # quickstart, at its small size (test_notebooks runs every notebook)
+    env = {**os.environ, "DERMLEARN_DOCS_EXECUTE": "01_quickstart", "DERMLEARN_SMALL": "1", "MPLBACKEND": "Agg",
+           "DERMLEARN_CACHE": str(tmp_path / "cache")}  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d", str(tmp_path / "doctrees"),
-                        str(DOCS), str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+                        str(DOCS), str(out)], capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr[-5000:]
+    quickstart = (out / "tutorials" / "01_quickstart.html").read_text()
+    figures = re.findall(r'<img[^>]+src="(\.\./_images/[^"]+\.png)"', quickstart)
+    assert len(figures) >= 2 and all((out / "tutorials" / f).stat().st_size > 5000 for f in figures), figures
+    assert "cell_output" in quickstart and "valid_loss" in quickstart  # the epoch table printed by the fit
+    assert "cell_output" not in (out / "tutorials" / "04_interpretation_confused_pairs.html").read_text()  # not chosen
     names = _inventory(out / "objects.inv")
     public = [n for n in dl.__all__ if n not in ("__version__", "transforms")]
     missing = [n for n in public if f"dermlearn.{n}" not in names]
