@@ -28,6 +28,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "inverse_frequency_weights", "stratified_split",
     ),
     "dataloaders": ("IMAGENET_MEAN", "IMAGENET_STD", "DataLoaders", "Normalize"),
+    "domain": ("InputDomain", "OutOfDomainWarning"),
     "datasets": ("LESION_CLASSES", "SyntheticLesions", "make_lesions", "synthetic_dataloaders"),
     "export": ("load_learner",),
     "guard": ("NonFiniteGuard",),

@@ -290,8 +290,10 @@ def _predict(args: argparse.Namespace) -> int:
             extra = {"full_view": full, "crop_box": " ".join(map(str, box))}
             note = f"  [two-pass {args.two_pass}: full view {full} {float(first.max()):.3f}, crop {box}]"
         else:
-            label, idx, probs = learn.predict(item)
+            label, idx, probs = learn.predict(item, check_domain=False)  # checked below, by file name
             note = ""
+        for reason in learn.out_of_domain(item, photo if photo is not None else f):
+            print(f"{f}: warning: out of the model's training domain ({learn.input_domain.describe()}): {reason}", file=sys.stderr)
         top = probs.topk(min(args.top, len(classes)))
         print(f"{f}: {label} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")" + note)
         rows.append({"image": str(f), "prediction": label, **extra, **{c: float(p) for c, p in zip(classes, probs)}})

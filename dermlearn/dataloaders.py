@@ -69,6 +69,9 @@ class DataLoaders:
         cbs: Callbacks the data needs in training (e.g. dynamic class balancing); a
             Learner adds them.
         class_weights: Optional per-class loss weights ``(C,)`` (inverse frequency).
+        name: The data's name (e.g. ``'PAD-UFES-20'``), kept in exported model files.
+        modality: ``'clinical'`` or ``'dermoscopic'`` where known (see
+            :mod:`dermlearn.domain`), kept in exported model files.
     """
 
     def __init__(
@@ -80,6 +83,8 @@ class DataLoaders:
         vocab: Sequence[str] | None = None,
         cbs: Sequence | None = None,
         class_weights: Tensor | None = None,
+        name: str | None = None,
+        modality: str | None = None,
     ) -> None:
         if not hasattr(train, "__len__"):
             raise TypeError(f"the training loader must have a length, got {type(train).__name__}")
@@ -89,6 +94,7 @@ class DataLoaders:
         self.vocab = list(vocab) if vocab is not None else None
         self.cbs = list(cbs or [])
         self.class_weights = class_weights
+        self.name, self.modality = name, modality
 
     def __getitem__(self, i: int) -> Iterable | None:
         return (self.train, self.valid)[i]

@@ -94,14 +94,29 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
         input_size = learn.input_size
     activation = activation_name(learn.loss_func)
     n_out = model.head[-1].out_features
+    domain = _input_domain(learn)
     meta = {
         "format": FORMAT, "format_version": VERSION, "dermlearn_version": __version__, "torch_version": torch.__version__,
         "arch": model.arch, "n_out": n_out, "head": head_kind, "classes": learn.dls.vocab or [str(i) for i in range(n_out)],
         "input_size": input_size, "activation": activation, "temperature": float(learn.temperature), "preprocessing": steps,
-        "extra": extra or {},
+        "extra": extra or {}, "input_domain": domain.to_dict() if domain is not None else None,
     }  # fmt: skip
     state = {"format": FORMAT, "meta": json.dumps(meta), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     return atomic_torch_save(state, path)
+
+
+def _input_domain(learn):
+    """The training domain of ``learn`` (:class:`~dermlearn.domain.InputDomain`): what a loaded
+    model already carries, else statistics of the training loader's stored uint8 images;
+    None for other loaders."""
+    from .domain import InputDomain
+
+    if learn.input_domain is not None:
+        return learn.input_domain
+    images = getattr(getattr(learn.dls.train, "dataset", None), "images", None)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or len(images) < 20:
+        return None
+    return InputDomain.fit(images, getattr(learn.dls, "modality", None), getattr(learn.dls, "name", None))
 
 
 def load_learner(path: str | os.PathLike, device: str | torch.device | None = None):
@@ -147,6 +162,13 @@ def load_learner(path: str | os.PathLike, device: str | torch.device | None = No
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"{path}: damaged metadata (temperature {temperature!r}, expected a positive number)")
     learn.temperature = float(temperature)
+    if meta.get("input_domain") is not None:
+        from .domain import InputDomain
+
+        try:
+            learn.input_domain = InputDomain.from_dict(meta["input_domain"])
+        except ValueError as e:
+            raise ValueError(f"{path}: damaged metadata ({e})") from e
     learn.model.eval()
     learn.meta = meta
     return learn

@@ -205,6 +205,7 @@ class Learner:
         self._train_module: nn.Module = self.model
         self.temperature = 1.0  # set by calibrate(): logits are divided by it before the activation
         self.meta: dict[str, Any] = {}  # a model file's metadata, set by load_learner
+        self.input_domain = None  # InputDomain of a loaded model file (dermlearn.domain): predict warns outside it
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -799,7 +800,23 @@ class Learner:
                              "(no resize step) nor the data says it: pass the image as a tensor (3, H, W)")  # fmt: skip
         return image_item(image, self.input_size)
 
-    def predict(self, item: Tensor | str | os.PathLike | Image.Image) -> tuple[str | int, int, Tensor]:
+    def out_of_domain(self, item: Tensor, source: str | os.PathLike | Image.Image | None = None) -> list[str]:
+        """Why ``item`` looks unlike the training images of a loaded model file (see
+        :mod:`dermlearn.domain`); empty when nothing is found or the file records no domain.
+
+        Args:
+            item: The model's input item, ``(3, S, S)``.
+            source: The photo it came from (file or PIL image), for the dermoscope check of a
+                model trained on clinical photos.
+        """
+        if self.input_domain is None:
+            return []
+        from .domain import photo_thumbnail
+
+        photo = photo_thumbnail(source) if source is not None and self.input_domain.modality == "clinical" else None
+        return self.input_domain.check(item, photo)
+
+    def predict(self, item: Tensor | str | os.PathLike | Image.Image, check_domain: bool = True) -> tuple[str | int, int, Tensor]:
         """Predict one image.
 
         Args:
@@ -807,6 +824,9 @@ class Learner:
                 [0, 1]); or an image file or PIL image, decoded as the data pipeline decodes
                 files (:func:`dermlearn.data.decode.image_item`: upright, shorter side to
                 :attr:`input_size`, centre square).
+            check_domain: Warn (:class:`~dermlearn.domain.OutOfDomainWarning`) when a loaded
+                model file's training domain says the image is clearly out of it
+                (:meth:`out_of_domain`).
 
         Returns:
             ``(label, index, probs)``: the class name (or index when the data has no vocab),
@@ -817,10 +837,18 @@ class Learner:
             ValueError: a tensor that is not one image, or a file for a Learner whose input
                 size is unknown.
         """
-        if isinstance(item, IMAGE_SOURCES):
-            item = self.load_item(item)
+        source = item if isinstance(item, IMAGE_SOURCES) else None
+        if source is not None:
+            item = self.load_item(source)
         if not isinstance(item, Tensor) or item.ndim != 3:
             raise ValueError(f"predict expects one image tensor (C, H, W), an image file or a PIL image, got {getattr(item, 'shape', type(item).__name__)}")
+        reasons = self.out_of_domain(item, source) if check_domain else []
+        if reasons:
+            from .domain import OutOfDomainWarning
+
+            name = f"{source}" if isinstance(source, (str, os.PathLike)) else "the image"
+            warnings.warn(f"{name} looks out of the model's training domain ({self.input_domain.describe()}): "
+                          + "; ".join(reasons) + ". Its prediction may mean nothing.", OutOfDomainWarning, stacklevel=2)  # fmt: skip
         was_training = self.model.training
         self.model.eval()
         try:

@@ -337,3 +337,28 @@ def test_leading_pairs_reproduce_the_study_table(paper_tables):
     top = dl.most_confused(cm, labels, 15)
     assert top[0] == ("erythema", "wheel", 8) or top[0][2] == 18  # ulcer predicted as tumor: 18
     assert ("ulcer", "tumor", 18) in top
+
+
+def test_guided_backprop_checkerboard_comes_from_the_models_strides():
+    """The checkerboard in Guided Backprop maps of ResNets is the method on these models, not
+    dermlearn: its maps equal captum's, carry several times white noise's share of period-2
+    power, and lose it when the stem's stride-2 convolution and max-pool are removed."""
+    from captum.attr import GuidedBackprop as CaptumGBP
+
+    from dermlearn.interpret import checkerboard_share
+
+    dls = dl.synthetic_dataloaders(n=24, size=64, n_classes=3, bs=8, seed=0)
+    x = dls.apply(dls.valid.dataset.images[:4], training=False)
+    torch.manual_seed(0)
+    model = dl.create_model("resnet18", 3).eval()
+    ours = GuidedBackprop(model)(x, "top1")
+    theirs = CaptumGBP(model).attribute(x.clone().requires_grad_(True), target=ours.classes)
+    torch.testing.assert_close(ours.maps, theirs, atol=1e-6, rtol=1e-4)
+    noise = (64 + 64 - 1) / (64 * 64)  # white noise's share
+    assert float(checkerboard_share(torch.randn(64, 64, 64)).mean()) == pytest.approx(noise, rel=0.1)
+    strided = float(checkerboard_share(ours.maps).mean())
+    model.body[0].stride, model.body[3] = (1, 1), torch.nn.Identity()  # stem: stride 1, no max-pool
+    plain = float(checkerboard_share(GuidedBackprop(model)(x, "top1").maps).mean())
+    assert strided > 2 * noise and plain < noise / 2, (strided, plain)
+    with pytest.raises(ValueError, match="maps must be"):
+        checkerboard_share(torch.zeros(64, 64))

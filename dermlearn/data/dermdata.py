@@ -54,7 +54,10 @@ class DermData:
         valid: Explicit validation set: a boolean metadata column name, or item indices.
         valid_pct: Validation share for random splits (default 1/6: the study's 5:1).
         seed: Seed of the split (and default seed of loaders).
-        name: A name for messages.
+        name: A name for messages (kept in exported model files).
+        modality: ``'clinical'`` (photos of the skin), ``'dermoscopic'`` or None (not
+            known); exported models warn about inputs of the other modality
+            (:mod:`dermlearn.domain`). PAD-UFES-20 is clinical, DermaMNIST dermoscopic.
     """
 
     def __init__(
@@ -66,7 +69,13 @@ class DermData:
         valid_pct: float = 1 / 6,
         seed: int = 0,
         name: str = "data",
+        modality: str | None = None,
     ) -> None:
+        from ..domain import MODALITIES
+
+        if modality not in (None, *MODALITIES):
+            raise ValueError(f"{name}: modality must be None or one of {MODALITIES}, got {modality!r}")
+        self.modality = modality
         if len(items) == 0:
             raise ValueError(f"{name}: no items")
         for col in ("path", "label"):
@@ -147,9 +156,10 @@ class DermData:
 
     # ------------------------------------------------------------------ sources
     @classmethod
-    def from_folder(cls, path: str | os.PathLike, classes: Sequence[str] | None = None, valid_pct: float = 1 / 6, seed: int = 0) -> DermData:
+    def from_folder(cls, path: str | os.PathLike, classes: Sequence[str] | None = None, valid_pct: float = 1 / 6, seed: int = 0,
+                    modality: str | None = None) -> DermData:  # fmt: skip
         """``path/<class>/<image>``; stratified split."""
-        return cls(folder_table(path), classes, valid_pct=valid_pct, seed=seed, name=str(path))
+        return cls(folder_table(path), classes, valid_pct=valid_pct, seed=seed, name=str(path), modality=modality)
 
     @classmethod
     def from_csv(
@@ -165,13 +175,14 @@ class DermData:
         valid_col: str | None = None,
         valid_pct: float = 1 / 6,
         seed: int = 0,
+        modality: str | None = None,
     ) -> DermData:
         """Items from a CSV (see :func:`~dermlearn.data.sources.csv_table`). With one column
         per class (``label_cols``) the classes default to those columns, in order."""
         table = csv_table(csv, image_col, label_col, label_cols, root, suffix)
         if classes is None and label_cols is not None:
             classes = list(label_cols)
-        return cls(table, classes, group_col, valid_col, valid_pct, seed, name=str(csv))
+        return cls(table, classes, group_col, valid_col, valid_pct, seed, name=str(csv), modality=modality)
 
     @classmethod
     def pad_ufes_20(cls, root: str | os.PathLike | None = None, originals: bool = False, valid_pct: float = 1 / 6, seed: int = 0) -> DermData:
@@ -183,7 +194,8 @@ class DermData:
             base = base / "originals"
         table = csv_table(base / "labels.csv", "image", "diagnostic", root=base)
         table["mask"] = [str((base / m).resolve()) for m in table["mask"]]
-        return cls(table, group_col="patient_id", valid_pct=valid_pct, seed=seed, name="PAD-UFES-20" + (" originals" if originals else ""))
+        return cls(table, group_col="patient_id", valid_pct=valid_pct, seed=seed, name="PAD-UFES-20" + (" originals" if originals else ""),
+                   modality="clinical")
 
     @classmethod
     def dermamnist(cls, archive: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> DermData:
@@ -192,7 +204,7 @@ class DermData:
         archive = Path(archive) if archive is not None else data_root() / "dermamnist.tar.gz"
         folder = unpack(archive, cache_dir) / "dermamnist"
         table = csv_table(folder / "labels.csv", "image", "label", root=folder)
-        return cls(table, classes=["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], name="DermaMNIST")
+        return cls(table, classes=["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], name="DermaMNIST", modality="dermoscopic")
 
     @classmethod
     def cifar10(cls, archive: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None, test_as_valid: bool = True,
@@ -370,7 +382,8 @@ class DermData:
         tfms = list(tfms)
         train_tfms = [*tfms, augment] if augment else None
         dls = DataLoaders(train_dl, valid_dl, batch_tfms=[*tfms, Resize(size), Normalize(mean, std)], train_tfms=train_tfms,
-                          vocab=self.classes, cbs=cbs, class_weights=self.class_weights())  # fmt: skip
+                          vocab=self.classes, cbs=cbs, class_weights=self.class_weights(), name=self.name,
+                          modality=self.modality)  # fmt: skip
         return dls
 
     def test_dl(self, bs: int = 128, size: int = 224, presize: int | None = None) -> TensorLoader:

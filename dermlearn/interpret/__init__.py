@@ -1,6 +1,6 @@
 """Interpretation: Grad-CAM, Guided Backprop, Guided Grad-CAM, confusion-pair analysis."""
 
-from .attribution import Attribution, normalize_maps
+from .attribution import Attribution, checkerboard_share, normalize_maps
 from .confusion import leading_pairs, most_confused
 from .explain import Explanation, explain
 from .gradcam import GradCAM, GuidedGradCAM, default_cam_layer
@@ -12,6 +12,7 @@ from .targets import logit_diff
 
 __all__ = [
     "Attribution",
+    "checkerboard_share",
     "Explanation",
     "GradCAM",
     "GuideReLUs",
