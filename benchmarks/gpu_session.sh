@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# What a lent GPU runs, in one command (device time is short): the CUDA-path checks, training
+# What a GPU machine runs, in one command: the CUDA-path checks, training
 # throughput of dermlearn vs a plain PyTorch loop, and the transforms' device throughput.
-# Runs from the repository root with the machine's own torch, without installing (the lent
-# machine has no package index); logs and cuda_check.json go to $OUT (default ./gpu-results).
+# Runs from the repository root with the machine's own torch, without installing (a GPU
+# machine without a package index works); logs and cuda_check.json go to $OUT (default ./gpu-results).
 #
 #     bash benchmarks/gpu_session.sh
 set -uo pipefail

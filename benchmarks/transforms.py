@@ -54,7 +54,7 @@ def main() -> None:
         imgs = torch.stack([torch.from_numpy(np.array(load_image(root / p))).permute(2, 0, 1) for p in table["image"]])
         masks = torch.stack([torch.from_numpy(np.array(load_image(root / m)))[..., 0] > 127 for m in table["mask"]])
         source = "PAD-UFES-20 300x300 images"
-    else:  # a machine without the data (a lent GPU): synthetic lesions of the same size
+    else:  # a machine without the data (a GPU machine): synthetic lesions of the same size
         les = make_lesions(n=64, size=300, seed=0, confounders=("illumination", "cast"))
         imgs, masks = les.images, les.masks
         source = f"synthetic 300x300 lesions ({root} not found)"
