@@ -300,6 +300,16 @@ class Learner:
             for cb in list(self.cbs):
                 cb.release()
 
+    @contextlib.contextmanager
+    def _mode_kept(self) -> Iterator[None]:
+        """Put the model back in the train/eval mode it had, however the block ends (an
+        evaluation pass switches it to eval)."""
+        was_training = self.model.training
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
     def _with_events(self, f: Callable[[], None], name: str, ex: type[Exception], final: Callable[[], None] | None = None) -> None:
         try:
             self(f"before_{name}")
@@ -682,7 +692,7 @@ class Learner:
         dl = dl if dl is not None else self.dls.valid
         if dl is None:
             raise ValueError("no validation loader: pass dl= or build DataLoaders with a valid loader")
-        with self._releasing():
+        with self._mode_kept(), self._releasing():
             self._do_epoch_validate(dl)
         self._end_cleanup()
         return dict(self.recorder.last_valid)
@@ -707,7 +717,7 @@ class Learner:
         if dl is None:
             raise ValueError("no validation loader: pass dl=")
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
-        with self.added_cbs([gather]), self._releasing():
+        with self._mode_kept(), self.added_cbs([gather]), self._releasing():
             self._do_epoch_validate(dl)
         self._end_cleanup()
         res = gather.result()

@@ -42,9 +42,15 @@ def require_data(*parts: str) -> Path:
     return p
 
 
+def reference_dir() -> Path:
+    """Reference vectors and the study's tables: ``reference/`` beside the real-data folder
+    (so ``DERMLEARN_DATA`` moves both)."""
+    return data_dir() / ".." / "reference"
+
+
 @pytest.fixture(scope="session")
 def traces() -> dict:
-    p = SHARED / "reference" / "fastai-2.8.12-lr-traces.json"
+    p = reference_dir() / "fastai-2.8.12-lr-traces.json"
     if not p.exists():
         pytest.skip(f"reference traces not found at {p}")
     return json.loads(p.read_text())
@@ -52,7 +58,7 @@ def traces() -> dict:
 
 @pytest.fixture(scope="session")
 def paper_tables() -> dict:
-    p = SHARED / "reference" / "paper-tables.json"
+    p = reference_dir() / "paper-tables.json"
     if not p.exists():
         pytest.skip(f"paper tables not found at {p}")
     return json.loads(p.read_text())

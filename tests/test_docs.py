@@ -33,6 +33,14 @@ def test_pages_with_examples_are_found():
     assert len(EXAMPLES) >= 12, [p.name for p in EXAMPLES]
 
 
+def test_every_example_page_checks_what_it_shows():
+    """An example that only runs shows nothing could go wrong: each page's examples assert
+    at least one of the results they print or describe (and so test_docs_example_runs fails
+    when one stops holding)."""
+    silent = [str(p.relative_to(DOCS)) for p in EXAMPLES if not re.search(r"^\s*assert ", "".join(python_blocks(p.read_text())), flags=re.M)]
+    assert not silent, f"example pages without an assert: {silent}"
+
+
 @pytest.mark.parametrize("page", EXAMPLES, ids=[str(p.relative_to(DOCS)) for p in EXAMPLES])
 def test_docs_example_runs(page, tmp_path, monkeypatch):
     """A page's blocks run in order in one namespace, in an empty folder, as a reader would."""

@@ -242,6 +242,7 @@ def test_sanity_checks_on_a_trained_model(trained, capsys):
               f"{centre:.2f}); Spearman after head "
               f"re-init: Grad-CAM {rho_cam:.3f}, Guided Backprop {rho_gbp:.3f}")
     assert rho_cam < 0.4
+    assert rho_gbp > 0.7  # Guided Backprop barely depends on the head (Adebayo et al.): the maps stay alike
 
 
 def test_explain_and_interpretation(trained, tmp_path):
@@ -335,8 +336,7 @@ def test_leading_pairs_reproduce_the_study_table(paper_tables):
     assert {frozenset((a, b)) for a, b, _ in pairs[:8]} == {frozenset((a, b)) for a, b, _ in study[:8]}
     assert all(n >= 5 for _, _, n in pairs)
     top = dl.most_confused(cm, labels, 15)
-    assert top[0] == ("erythema", "wheel", 8) or top[0][2] == 18  # ulcer predicted as tumor: 18
-    assert ("ulcer", "tumor", 18) in top
+    assert top == [("ulcer", "tumor", 18)]  # the one direction with at least 15 errors: ulcer predicted as tumor
 
 
 def test_guided_backprop_checkerboard_comes_from_the_models_strides():

@@ -56,7 +56,14 @@ def test_get_preds_predict_and_losses(lesion_dls):
     assert learn.recorder.values == hist
     assert res["valid_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
     assert res["accuracy"] == pytest.approx(float((dec == targs).float().mean()))
-    assert not learn.model.training or True
+    learn.model.train()  # validate, get_preds and predict put back the mode they found
+    learn.validate()
+    learn.get_preds()
+    learn.predict(lesion_dls.valid.dataset[3][0])
+    assert learn.model.training
+    learn.model.eval()
+    learn.validate()
+    assert not learn.model.training
     with pytest.raises(ValueError, match="one image tensor"):
         learn.predict(torch.zeros(2, 3, 8, 8))
 
@@ -151,7 +158,9 @@ def test_recorder_plots(lesion_dls):
     fig = learn.recorder.plot_loss()
     assert len(fig.axes[0].lines) == 3
     fig = learn.recorder.plot_lr()
-    assert len(fig.axes[0].lines) == 3  # one line per layer group
+    assert [line.get_label() for line in fig.axes[0].lines] == ["groups 0, 1, 2"]  # one rate: one line for the groups
+    learn.fit_one_cycle(1, slice(1e-4, 1e-2))
+    assert len(learn.recorder.plot_lr().axes[0].lines) == 3  # discriminative rates: one line per layer group
     assert learn.recorder.history("accuracy") == [r["accuracy"] for r in learn.recorder.values]
     with pytest.raises(KeyError, match="available"):
         learn.recorder.history("nope")

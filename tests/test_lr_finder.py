@@ -113,3 +113,31 @@ def test_study_recipe_trains_at_the_suggestion_it_is_asked_for():
     assert default.lr == default.lr_find.suggestions["valley"]  # from scratch too
     with pytest.raises(ValueError, match="suggestion"):
         study_recipe(tiny_learner(), pretrained=False, suggestion="steep")
+
+
+def test_lr_find_leaves_a_shuffled_augmented_loader_as_it_found_it(tmp_path, monkeypatch):
+    """After lr_find, the next fit sees the same batches (order and augmentation) as a fit
+    without it: the sweep's epochs advanced the loader's epoch counter and the augmentation
+    generator, and both are put back."""
+    from .test_data import synthetic_folder
+
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    synthetic_folder(tmp_path / "imgs", n=64, size=32)
+
+    class FirstBatch(dl.Callback):
+        def before_batch(self):
+            if self.learn.training and not hasattr(self, "x"):
+                self.x = self.learn.xb.clone()
+
+    def first_batch(sweep: bool) -> torch.Tensor:
+        data = dl.DermData.from_folder(tmp_path / "imgs", seed=0)
+        dls = data.dls(bs=16, size=32, seed=3, progress=False)  # shuffled, BatchAugment
+        torch.manual_seed(0)
+        learn = dl.Learner(dls, dl.create_model("simple_cnn", data.c), progress=False, device="cpu")
+        if sweep:
+            learn.lr_find(num_it=7, show_plot=False)  # 3 batches an epoch: 3 epochs of the loader
+        cb = FirstBatch()
+        learn.fit(1, 1e-3, cbs=[cb])
+        return cb.x
+
+    torch.testing.assert_close(first_batch(True), first_batch(False), rtol=0, atol=0)

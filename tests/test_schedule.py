@@ -161,3 +161,16 @@ def test_combine_scheds_exact_fraction_boundaries():
         dl.combine_scheds([0.5, 0.6], [dl.SchedNo(1, 1)] * 2)
     with pytest.raises(ValueError, match="entries"):
         dl.combine_scheds([1.0], [dl.SchedNo(1, 1)] * 2)
+
+
+def test_five_equal_sgdr_cycles_each_restart_at_lr_max():
+    """Cycle boundaries come from integers (Fraction): with float boundaries, five equal
+    cycles put the fourth restart one batch late, at lr 0."""
+    from .conftest import tiny_learner
+
+    learn = tiny_learner()  # 10 batches an epoch
+    learn.fit_sgdr(5, 1, lr_max=1e-2, cycle_mult=1)
+    lrs = learn.recorder.lrs
+    assert len(lrs) == 50
+    assert [lrs[i] for i in range(0, 50, 10)] == [1e-2] * 5  # every cycle's first batch at lr_max exactly
+    assert all(lrs[i - 1] < 1e-3 for i in range(10, 50, 10))  # and the batch before near eta_min

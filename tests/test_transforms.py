@@ -502,3 +502,16 @@ def test_random_transforms_keep_module_apply():
     seen = []
     assert seq.apply(seen.append) is seq
     assert len(seen) == 5  # the four transforms and the Sequential
+
+
+def test_random_gamma_draws_log_uniformly():
+    """log(gamma) is uniform on [log low, log high]: the median is the geometric mean of the
+    bounds (a uniform draw in gamma puts it at the arithmetic mean) and each half of the
+    log range holds half of the draws."""
+    from dermlearn.transforms import RandomGamma
+
+    g = RandomGamma((0.5, 2.0), p=1.0, seed=0).sample(20000).double()
+    assert float(g.median()) == pytest.approx(1.0, abs=0.02)  # uniform in gamma: 1.25
+    assert float((g < 1.0).double().mean()) == pytest.approx(0.5, abs=0.015)
+    assert float(g.min()) >= 0.5 and float(g.max()) <= 2.0
+    assert float(torch.log(g).std()) == pytest.approx(math.log(4) / math.sqrt(12), rel=0.03)
