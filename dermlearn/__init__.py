@@ -9,6 +9,7 @@ that needs them is used: ``dermlearn.Learner`` imports the training loop then, o
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "combine_scheds", "even_mults",
     ),
     "seed": ("set_seed",),
+    "time_budget": ("TimeBudget",),
     "tracker": ("EarlyStopping", "SaveModelCallback", "TrackerCallback"),
 }
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
@@ -67,6 +69,9 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
+        # a submodule used as an attribute (dl.data, dl.losses), as an eager import allowed
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
