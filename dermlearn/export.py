@@ -97,7 +97,7 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
     domain = _input_domain(learn)
     meta = {
         "format": FORMAT, "format_version": VERSION, "dermlearn_version": __version__, "torch_version": torch.__version__,
-        "arch": model.arch, "n_out": n_out, "head": head_kind, "classes": learn.dls.vocab or [str(i) for i in range(n_out)],
+        "arch": model.arch, "stem": model.stem, "n_out": n_out, "head": head_kind, "classes": learn.dls.vocab or [str(i) for i in range(n_out)],
         "input_size": input_size, "activation": activation, "temperature": float(learn.temperature), "preprocessing": steps,
         "extra": extra or {}, "input_domain": domain.to_dict() if domain is not None else None,
     }  # fmt: skip
@@ -145,7 +145,7 @@ def load_learner(path: str | os.PathLike, device: str | torch.device | None = No
         raise ValueError(f"{path}: damaged metadata ({type(e).__name__}: {e})") from e
     if len(classes) != n_out:
         raise ValueError(f"{path}: {len(classes)} classes in the metadata but the model has {n_out} outputs")
-    model = create_model(arch, n_out, head=meta.get("head", "fastai"))
+    model = create_model(arch, n_out, head=meta.get("head", "fastai"), stem=meta.get("stem", "imagenet"))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:

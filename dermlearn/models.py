@@ -13,7 +13,16 @@ Layer groups (for freezing and discriminative learning rates):
 
 Pretrained weights: ``pretrained=True`` (torchvision's default weights: downloaded once into
 torch's hub cache when online; a clear error offline), a torchvision ``WeightsEnum``, or the
-path of a local state-dict file of the torchvision model.
+path of a local state-dict file of the torchvision model (or of a ``DermModel``'s body, e.g.
+one pretrained with dermlearn).
+
+Small images: ImageNet's stem (7x7 convolution with stride 2, then a stride-2 max-pool)
+divides the side by 4 before the first block, so a ResNet leaves a 1x1 feature map at 28 px
+and Grad-CAM has nothing to localise. ``stem='small'`` (MedMNIST's and the CIFAR ResNets'
+choice) puts a 3x3 stride-1 convolution in its place and drops the max-pool: at 28 px a
+ResNet's last map is 4x4 and a DenseNet's 3x3. :func:`default_stem` picks it for inputs of
+64 px and less. ImageNet weights load into the small stem except its first convolution,
+whose 7x7 kernel does not fit (it starts from random weights).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from torch import Tensor, nn
 
 from .optim import params_of
 
-__all__ = ["ARCHITECTURES", "DermModel", "create_head", "create_model"]
+__all__ = ["ARCHITECTURES", "STEMS", "DermModel", "create_head", "create_model", "default_stem"]
 
 Pretrained = Union[bool, str, os.PathLike, object, None]
 
@@ -37,6 +46,14 @@ _TV_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _TV_DENSENETS = ("densenet121", "densenet161", "densenet169", "densenet201")
 #: Architecture names accepted by :func:`create_model` (plus ``timm:<name>`` with timm).
 ARCHITECTURES: tuple[str, ...] = ("simple_cnn", *_TV_RESNETS, *_TV_DENSENETS)
+#: Stems of the torchvision ResNets and DenseNets (see the module's description).
+STEMS = ("imagenet", "small")
+
+
+def default_stem(arch: str, size: int) -> str:
+    """The stem for ``arch`` at input side ``size``: ``'small'`` for ResNets and DenseNets at
+    64 px or less (ImageNet's stem would leave a 2x2 map or smaller), else ``'imagenet'``."""
+    return "small" if arch in (*_TV_RESNETS, *_TV_DENSENETS) and size <= 64 else "imagenet"
 
 
 class AdaptiveConcatPool2d(nn.Module):
@@ -78,12 +95,14 @@ class DermModel(nn.Module):
         head: Maps features to logits ``(B, n_out)``.
         arch: Architecture name.
         nf: Feature channels.
+        stem: ``'imagenet'`` or ``'small'`` (see :func:`create_model`).
     """
 
-    def __init__(self, body: nn.Module, head: nn.Module, arch: str, nf: int, body_split: Callable[[nn.Module], list[list[nn.Parameter]]]) -> None:
+    def __init__(self, body: nn.Module, head: nn.Module, arch: str, nf: int, body_split: Callable[[nn.Module], list[list[nn.Parameter]]],
+                 stem: str = "imagenet") -> None:  # fmt: skip
         super().__init__()
         self.body, self.head = body, head
-        self.arch, self.nf = arch, nf
+        self.arch, self.nf, self.stem = arch, nf, stem
         self._body_split = body_split
 
     def forward(self, x: Tensor) -> Tensor:
@@ -155,11 +174,48 @@ def _load_local(arch: str, path: str | os.PathLike) -> dict[str, Tensor]:
     return sd
 
 
-def _torchvision_backbone(arch: str, pretrained: Pretrained) -> nn.Module:
+def _body_names(net: nn.Module, arch: str) -> list[str]:
+    """torchvision's name of each module of a :class:`DermModel` body, in order."""
+    if arch in _TV_RESNETS:
+        return ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    return [f"features.{name}" for name, _ in net.features.named_children()]
+
+
+def _torchvision_keys(sd: dict[str, Tensor], names: list[str]) -> dict[str, Tensor]:
+    """A :class:`DermModel`'s state dict (``body.<i>.*``, ``head.*``) in torchvision's keys
+    (the head dropped); a torchvision state dict as it is."""
+    if not any(k.startswith("body.") for k in sd):
+        return sd
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("body."):
+            index, _, rest = k[len("body."):].partition(".")
+            if int(index) < len(names):  # DenseNet's final ReLU has no parameters
+                out[f"{names[int(index)]}.{rest}"] = v
+    return out
+
+
+def _small_stem(net: nn.Module, arch: str) -> None:
+    """Replace ``net``'s ImageNet stem in place: a 3x3 stride-1 convolution, no max-pool."""
+    if arch in _TV_RESNETS:
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    else:
+        conv0 = net.features.conv0
+        net.features.conv0 = nn.Conv2d(3, conv0.out_channels, 3, stride=1, padding=1, bias=False)
+        net.features.pool0 = nn.Identity()
+    # torchvision's init (Kaiming normal, fan out) for the new convolution
+    first = net.conv1 if arch in _TV_RESNETS else net.features.conv0
+    nn.init.kaiming_normal_(first.weight, mode="fan_out", nonlinearity="relu")
+
+
+def _torchvision_backbone(arch: str, pretrained: Pretrained, stem: str = "imagenet") -> nn.Module:
     import torchvision
     from torchvision.models import WeightsEnum
 
     net = torchvision.models.get_model(arch, weights=None)
+    if stem == "small":
+        _small_stem(net, arch)
     if pretrained is None or pretrained is False:
         return net
     if pretrained is True:
@@ -171,12 +227,17 @@ def _torchvision_backbone(arch: str, pretrained: Pretrained) -> nn.Module:
     else:
         raise TypeError(f"pretrained must be a bool, a torchvision WeightsEnum or a file path, got {type(pretrained).__name__}")
     classifier = ("fc.", "classifier.")
+    sd = _torchvision_keys(sd, _body_names(net, arch))
     body_sd = {k: v for k, v in sd.items() if not k.startswith(classifier)}
+    first = "conv1.weight" if arch in _TV_RESNETS else "features.conv0.weight"
+    own = net.state_dict()[first]
+    if stem == "small" and first in body_sd and body_sd[first].shape != own.shape:
+        del body_sd[first]  # ImageNet's 7x7 kernel does not fit the 3x3 stem: it stays random
     try:
         missing, unexpected = net.load_state_dict(body_sd, strict=False)
     except RuntimeError as e:  # shape mismatches
         raise ValueError(f"pretrained weights do not fit {arch}: {str(e)[:300]}") from e
-    missing = [k for k in missing if not k.startswith(classifier)]
+    missing = [k for k in missing if not k.startswith(classifier) and not (stem == "small" and k == first and first not in body_sd)]
     if missing or unexpected:
         raise ValueError(
             f"pretrained weights do not fit {arch}: {len(missing)} missing keys (e.g. {missing[:3]}), "
@@ -191,6 +252,7 @@ def create_model(
     pretrained: Pretrained = False,
     head: str = "fastai",
     dropout: float = 0.5,
+    stem: str = "imagenet",
 ) -> DermModel:
     """Build ``arch`` with a new head of ``n_out`` outputs, split into three layer groups.
 
@@ -203,6 +265,9 @@ def create_model(
             True/False is passed on to timm.
         head: ``'fastai'`` or ``'linear'`` (see :func:`create_head`).
         dropout: Head dropout.
+        stem: ``'imagenet'`` (torchvision's) or ``'small'`` (3x3 stride-1 convolution, no
+            max-pool: for inputs of 28-64 px; see the module's description and
+            :func:`default_stem`). ResNets and DenseNets only.
 
     Raises:
         ValueError: unknown architecture, bad ``n_out`` or weights that do not fit.
@@ -210,21 +275,25 @@ def create_model(
     """
     if not isinstance(n_out, int) or n_out < 1:
         raise ValueError(f"n_out must be a positive integer, got {n_out!r}")
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+    if stem == "small" and arch not in (*_TV_RESNETS, *_TV_DENSENETS):
+        raise ValueError(f"stem='small' is for the torchvision ResNets and DenseNets, not {arch!r}")
     if arch == "simple_cnn":
         if pretrained not in (False, None):
             raise ValueError("simple_cnn has no pretrained weights")
         body = nn.Sequential(_conv_block(3, 32), _conv_block(32, 64), _conv_block(64, 128), _conv_block(128, 256))
         return DermModel(body, create_head(256, n_out, head, dropout), arch, 256, _split_seq_at(2))
     if arch in _TV_RESNETS:
-        net = _torchvision_backbone(arch, pretrained)
+        net = _torchvision_backbone(arch, pretrained, stem)
         body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
         nf = net.fc.in_features
-        return DermModel(body, create_head(nf, n_out, head, dropout), arch, nf, _split_seq_at(6))
+        return DermModel(body, create_head(nf, n_out, head, dropout), arch, nf, _split_seq_at(6), stem)
     if arch in _TV_DENSENETS:
-        net = _torchvision_backbone(arch, pretrained)
+        net = _torchvision_backbone(arch, pretrained, stem)
         body = nn.Sequential(*net.features.children(), nn.ReLU(inplace=False))
         nf = net.classifier.in_features
-        return DermModel(body, create_head(nf, n_out, head, dropout), arch, nf, _split_seq_at(7))
+        return DermModel(body, create_head(nf, n_out, head, dropout), arch, nf, _split_seq_at(7), stem)
     if arch.startswith("timm:"):
         try:
             import timm

@@ -111,3 +111,78 @@ def test_linear_head_is_gap_plus_linear():
         feats = m.body(x)
         ref = m.head[-1](feats.mean((2, 3)))
         torch.testing.assert_close(m(x), ref)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "densenet121"])
+def test_small_stem_keeps_a_spatial_map_at_28px(arch):
+    """ImageNet's stem leaves a 1x1 map at 28 px on ResNets (Grad-CAM has nothing to place)
+    and cannot run a DenseNet at all; the small stem (3x3 stride 1, no max-pool) leaves 4x4
+    on ResNets, 3x3 on DenseNets."""
+    x = torch.rand(2, 3, 28, 28)
+    big, small = dl.create_model(arch, 7).eval(), dl.create_model(arch, 7, stem="small").eval()
+    if arch.startswith("resnet"):
+        assert big.body(x).shape[-2:] == (1, 1)
+    else:
+        with pytest.raises(RuntimeError, match="Output size is too small"):
+            big.body(x)
+    assert small.body(x).shape[-2:] == ((4, 4) if arch.startswith("resnet") else (3, 3))
+    assert small(x).shape == (2, 7) and small.stem == "small"
+    first = small.body[0]
+    assert (first.kernel_size, first.stride) == ((3, 3), (1, 1)) and isinstance(small.body[3], torch.nn.Identity)
+    groups = small.split_params()
+    assert len(groups) == 3 and sum(len(g) for g in groups) == len(list(small.parameters()))
+
+
+def test_gradcam_at_28px_on_the_small_stem_localises():
+    torch.manual_seed(0)
+    model = dl.create_model("resnet18", 3, stem="small").eval()
+    x = torch.rand(2, 3, 28, 28)
+    feats = {}
+    model.cam_layer.register_forward_hook(lambda m, i, o: feats.setdefault("map", o))
+    cam = dl.GradCAM(model)(x, "top1")
+    assert feats["map"].shape[-2:] == (4, 4) and cam.maps.shape == (2, 28, 28)
+    assert (cam.maps.flatten(1).std(1) > 0).all()  # a map with structure, not a constant
+
+
+def test_small_stem_takes_pretrained_weights(tmp_path):
+    """ImageNet weights load except the 7x7 first convolution; a dermlearn model's own weights
+    (e.g. pretrained on CIFAR-10 with the small stem) load whole, from Learner.save's file."""
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18()
+    torch.save(tv.state_dict(), tmp_path / "imagenet.pth")
+    m = dl.create_model("resnet18", 5, pretrained=tmp_path / "imagenet.pth", stem="small")
+    assert m.body[0].weight.shape == (64, 3, 3, 3)
+    torch.testing.assert_close(m.body[4][0].conv1.weight, tv.layer1[0].conv1.weight)
+    torch.testing.assert_close(m.body[7][1].bn2.running_mean, tv.layer4[1].bn2.running_mean)
+    own = dl.create_model("resnet18", 10, stem="small")
+    torch.save({"model": own.state_dict()}, tmp_path / "cifar.pth")  # as Learner.save writes it
+    again = dl.create_model("resnet18", 7, pretrained=tmp_path / "cifar.pth", stem="small")
+    for k, v in own.body.state_dict().items():
+        torch.testing.assert_close(again.body.state_dict()[k], v)
+    dn = dl.create_model("densenet121", 10, stem="small")
+    torch.save(dn.state_dict(), tmp_path / "dn.pth")
+    dn2 = dl.create_model("densenet121", 3, pretrained=tmp_path / "dn.pth", stem="small")
+    torch.testing.assert_close(dn2.body[0].weight, dn.body[0].weight)
+    with pytest.raises(ValueError, match="do not fit resnet18"):  # a small-stem body into ImageNet's stem
+        dl.create_model("resnet18", 7, pretrained=tmp_path / "cifar.pth")
+
+
+def test_stem_choice_and_bad_stems():
+    from dermlearn.models import default_stem
+
+    assert default_stem("resnet34", 28) == "small" and default_stem("densenet161", 64) == "small"
+    assert default_stem("resnet34", 96) == "imagenet" and default_stem("simple_cnn", 28) == "imagenet"
+    with pytest.raises(ValueError, match="stem must be one of"):
+        dl.create_model("resnet18", 3, stem="tiny")
+    with pytest.raises(ValueError, match="stem='small' is for the torchvision ResNets and DenseNets"):
+        dl.create_model("simple_cnn", 3, stem="small")
+
+
+def test_small_stem_travels_with_the_model_file(tmp_path):
+    torch.manual_seed(0)
+    dls = dl.synthetic_dataloaders(n=40, size=28, n_classes=3, bs=10, seed=0)
+    learn = dl.Learner(dls, dl.create_model("resnet18", 3, stem="small"), progress=False, device="cpu")
+    loaded = dl.load_learner(learn.export(tmp_path / "m.pth"))
+    assert loaded.model.stem == "small" and loaded.meta["stem"] == "small"
+    item = dls.valid.dataset[0][0]
+    torch.testing.assert_close(loaded.predict(item)[2], learn.predict(item)[2])
