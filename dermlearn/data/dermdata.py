@@ -133,6 +133,16 @@ class DermData:
         """Item indices of ``'train'``, ``'valid'`` or ``'test'`` (without dropped files)."""
         return np.flatnonzero((self.split == which) & ~self.items["path"].isin(self.dropped).to_numpy())
 
+    def subset(self, n_train: int) -> DermData:
+        """The same data with only its first ``n_train`` training items (validation and test
+        items all kept, the split unchanged): for smoke runs of experiments."""
+        if n_train < 1:
+            raise ValueError(f"n_train must be >= 1, got {n_train}")
+        keep = np.sort(np.concatenate([self.indices("train")[:n_train], self.indices("valid"), self.indices("test")]))
+        items = self.items.assign(split=self.split).iloc[keep].reset_index(drop=True)
+        return DermData(items, self.classes, self.group_col, name=f"{self.name} ({n_train} training items)",
+                        seed=self.seed, modality=self.modality)  # fmt: skip
+
     def groups(self, which: str) -> list | None:
         """Group values (``group_col``: patient, lesion) of the items of ``which``, in the
         order of :meth:`indices`; None when the data has no group column."""

@@ -74,6 +74,10 @@ class Record:
         """Per-epoch rows (e.g. ``learn.recorder.values``), tagged with the arm they belong to."""
         self.history += [{**tags, **r} for r in rows]
 
+    def save_table(self, table: pd.DataFrame, name: str) -> Path:
+        """Write ``out/name.csv`` beside the results (e.g. the rows of every seed)."""
+        return atomic_write_text(table.to_csv(index=False), self.out / f"{name}.csv")
+
     def save_figure(self, fig, name: str) -> Path:
         """Write a matplotlib figure as ``out/name`` (PNG) and close it."""
         import matplotlib.pyplot as plt
