@@ -148,7 +148,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.correct:
         print("corrections (exported with the model): " + ", ".join(map(repr, learn.dls.batch_tfms[: len(args.correct)])))
     pretrained = args.pretrained not in (None, "none")
-    res = study_recipe(learn, pretrained, args.lr, args.head_cycles, args.cycles, args.patience)
+    res = study_recipe(learn, pretrained, args.lr, args.head_cycles, args.cycles, args.patience, lr_find_iters=args.num_it)
     if res.lr_find is not None:
         _save(res.lr_find.plot(used=res.lr), out / "lr_find.png")
     lr, history = res.lr, res.history
@@ -396,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "and early stopping. Writes model.pth (safe export), history.csv and plots to --out.")  # fmt: skip
     _add_train_args(t)
     t.add_argument("--lr", type=float, help="maximum learning rate (default: from the LR range test)")
+    t.add_argument("--num-it", type=int, default=100, help="iterations of the LR range test (default: %(default)s)")
     t.add_argument("--head-cycles", type=int, default=2, help="SGDR cycles for the head (default: %(default)s)")
     t.add_argument("--cycles", type=int, default=2, help="SGDR cycles for all layers (default: %(default)s)")
     t.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (default: %(default)s)")

@@ -9,7 +9,11 @@ Layer groups (for freezing and discriminative learning rates):
   (the body keeps torchvision's final ReLU after ``norm5``, as an ``nn.ReLU`` module, so the
   features match torchvision's and Grad-CAM can hook it);
 * timm models: the backbone's parameters halved in order, ``[head]``;
-* ``simple_cnn``: four conv blocks, two per group, for tests and the demo.
+* ``simple_cnn``: four conv blocks, two per group, for tests and the demo;
+* ``resnet20`` / ``resnet32`` / ``resnet56``: He et al.'s (2016, section 4.2) ResNets for
+  32-px images (a 3x3 stem, three stages of 16, 32 and 64 channels, ``6n + 2`` layers; a
+  tenth of ResNet-18's computation at 28 px): ``[stem, stage 1, stage 2]``, ``[stage 3]``,
+  ``[head]``. Random init only.
 
 Pretrained weights: ``pretrained=True`` (torchvision's default weights: downloaded once into
 torch's hub cache when online; a clear error offline), a torchvision ``WeightsEnum``, or the
@@ -44,8 +48,9 @@ Pretrained = Union[bool, str, os.PathLike, object, None]
 
 _TV_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _TV_DENSENETS = ("densenet121", "densenet161", "densenet169", "densenet201")
+_SMALL_RESNETS = {"resnet20": 3, "resnet32": 5, "resnet56": 9}  # blocks per stage (n of 6n + 2)
 #: Architecture names accepted by :func:`create_model` (plus ``timm:<name>`` with timm).
-ARCHITECTURES: tuple[str, ...] = ("simple_cnn", *_TV_RESNETS, *_TV_DENSENETS)
+ARCHITECTURES: tuple[str, ...] = ("simple_cnn", *_TV_RESNETS, *_TV_DENSENETS, *_SMALL_RESNETS)
 #: Stems of the torchvision ResNets and DenseNets (see the module's description).
 STEMS = ("imagenet", "small")
 
@@ -131,6 +136,40 @@ def _split_seq_at(k: int) -> Callable[[nn.Module], list[list[nn.Parameter]]]:
 def _split_halves(body: nn.Module) -> list[list[nn.Parameter]]:
     ps = params_of(body)
     return [ps[: len(ps) // 2], ps[len(ps) // 2 :]]
+
+
+class _BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a shortcut (1x1 convolution when the shape
+    changes), as torchvision's ResNet basic block."""
+
+    def __init__(self, ni: int, nf: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ni, nf, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(nf)
+        self.conv2 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(nf)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity() if stride == 1 and ni == nf else nn.Sequential(
+            nn.Conv2d(ni, nf, 1, stride=stride, bias=False), nn.BatchNorm2d(nf))  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def _small_resnet(n: int) -> nn.Sequential:
+    """He et al.'s ResNet for small images: stem, three stages of ``n`` blocks (16, 32, 64
+    channels; strides 1, 2, 2). Output ``(B, 64, S/4, S/4)``."""
+    layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))]
+    ni = 16
+    for nf, stride in ((16, 1), (32, 2), (64, 2)):
+        layers.append(nn.Sequential(*[_BasicBlock(ni if i == 0 else nf, nf, stride if i == 0 else 1) for i in range(n)]))
+        ni = nf
+    body = nn.Sequential(*layers)
+    for m in body.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return body
 
 
 def _conv_block(ni: int, nf: int) -> nn.Sequential:
@@ -284,6 +323,17 @@ def create_model(
             raise ValueError("simple_cnn has no pretrained weights")
         body = nn.Sequential(_conv_block(3, 32), _conv_block(32, 64), _conv_block(64, 128), _conv_block(128, 256))
         return DermModel(body, create_head(256, n_out, head, dropout), arch, 256, _split_seq_at(2))
+    if arch in _SMALL_RESNETS:
+        body = _small_resnet(_SMALL_RESNETS[arch])
+        if pretrained not in (False, None):
+            if not isinstance(pretrained, (str, os.PathLike)):
+                raise ValueError(f"{arch} has no published weights: pass the file of a dermlearn {arch} (Learner.save, export)")
+            sd = _load_local(arch, pretrained)
+            try:
+                body.load_state_dict({k[len("body."):]: v for k, v in sd.items() if k.startswith("body.")})
+            except RuntimeError as e:
+                raise ValueError(f"pretrained weights do not fit {arch}: {str(e)[:300]}") from e
+        return DermModel(body, create_head(64, n_out, head, dropout), arch, 64, _split_seq_at(3))
     if arch in _TV_RESNETS:
         net = _torchvision_backbone(arch, pretrained, stem)
         body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import torch
 
 import dermlearn as dl
 from dermlearn.cli import main
+
+from .conftest import REPO as REPO_ROOT
 
 
 def test_demo_quick_writes_plots_and_model(tmp_path, capsys):
@@ -110,7 +113,7 @@ def test_train_twice_with_one_seed_gives_identical_weights(tmp_path, monkeypatch
     monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     imgs = _folder(tmp_path, n=60)
     args = ["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "24", "--bs", "16", "--cycles", "1",
-            "--balance", balance, "--correct", *correct, "--no-bar"]  # fmt: skip
+            "--num-it", "20", "--balance", balance, "--correct", *correct, "--no-bar"]  # fmt: skip
     runs = {}
     # another seed must give other weights (checked once: it costs a third run)
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1"))[: 3 if balance == "none" else 2]:
@@ -129,7 +132,7 @@ def test_train_is_reproducible_across_processes(tmp_path):
     env = {**os.environ, "DERMLEARN_CACHE": str(tmp_path / "cache")}
     for name, hashseed in (("p1", "1"), ("p2", "2")):
         r = subprocess.run([sys.executable, "-m", "dermlearn", "train", "--data", str(imgs), "--arch", "simple_cnn",
-                            "--size", "24", "--bs", "16", "--cycles", "1", "--correct", "illumination", "gamma",
+                            "--size", "24", "--bs", "16", "--cycles", "1", "--num-it", "20", "--correct", "illumination", "gamma",
                             "--out", str(tmp_path / name), "--no-bar"],
                            capture_output=True, text=True, env={**env, "PYTHONHASHSEED": hashseed})  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -612,3 +615,21 @@ def test_train_at_28px_uses_the_small_stem_and_interpret_maps_are_spatial(tmp_pa
     assert main(["interpret", "--model", str(out / "model.pth"), "--data", str(imgs), "--out", str(res), "--min-count", "1",
                  "--bootstrap", "0"]) == 0  # fmt: skip
     assert list(res.glob("gallery_*.png"))
+
+
+def test_result_configs_record_relative_paths(tmp_path, monkeypatch):
+    """config.json recorded absolute temporary folders in "out"; it now records the path
+    relative to the current folder, or "." (the results' own folder) outside it."""
+    import json
+
+    import pandas as pd
+
+    from dermlearn.experiments.record import Record
+
+    monkeypatch.chdir(tmp_path)
+    for out, want in ((tmp_path / "runs" / "a", "runs/a"), ("runs/b", "runs/b"), (tmp_path.parent / "elsewhere", ".")):
+        rec = Record("x", out, {"out": str(out), "seed": 0})
+        rec.finish(pd.DataFrame({"a": [1]}))
+        assert json.loads((Path(out) / "config.json").read_text())["out"] == want
+    shipped = [json.loads(p.read_text()) for p in (REPO_ROOT / "docs" / "results").glob("*/config.json")]
+    assert shipped and not [c["out"] for c in shipped if str(c.get("out", "")).startswith("/")]

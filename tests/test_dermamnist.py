@@ -30,11 +30,13 @@ def test_acc_and_auc_equal_medmnists_evaluator(ties):
     assert float(dl.roc_auc(probs, targets)) == pytest.approx(evaluator.getAUC(y_true, y_score, "multi-class"), abs=1e-6)
 
 
-def test_cycles_fit_the_budget():
-    # 60 s epochs, 30 minutes: 1 + 2 + 4 + 8 = 15 epochs (900 s); 31 would take 1860 s
-    assert plan_cycles(60.0, 1800.0) == 4
-    assert plan_cycles(60.0, 1860.0) == 5 and plan_cycles(1000.0, 10.0) == 1
-    assert plan_cycles(1.0, 1e9, max_cycles=6) == 6
+def test_cycles_fill_the_budget():
+    # 60 s epochs, 30 minutes hold 30 epochs: 2 x (1 + 2 + 4 + 8) = 30, the most that fit
+    assert plan_cycles(60.0, 1800.0) == (4, 2)
+    assert plan_cycles(60.0, 1860.0) == (5, 1)  # 31 epochs: 1 + 2 + 4 + 8 + 16
+    assert plan_cycles(60.0, 900.0) == (4, 1) and plan_cycles(1000.0, 10.0) == (1, 1)
+    n, length = plan_cycles(28.0, 1700.0)  # about resnet20 on DermaMNIST: 60 epochs at most
+    assert length * (2**n - 1) * 28.0 <= 1700.0 and length * (2**n - 1) >= 55
 
 
 def test_seed_interval_is_students_t():
@@ -61,7 +63,7 @@ def test_dermamnist_experiment_smoke(tmp_path, monkeypatch):
     assert table["method"].tolist()[: len(PUBLISHED)] == [p["method"] for p in PUBLISHED]
     assert table["ACC"].tolist()[: len(PUBLISHED)] == [p["acc"] for p in PUBLISHED]
     seed = pd.read_csv(out / "per_seed.csv").iloc[0]
-    assert seed["stem"] == "small" and seed["epochs"] >= 1 and seed["acc_low"] <= seed["acc"] <= seed["acc_high"]
+    assert seed["arch"] == "resnet20" and seed["epochs"] >= 1 and seed["acc_low"] <= seed["acc"] <= seed["acc_high"]
     preds = pd.read_csv(out / "test_predictions_seed0.csv")
     assert len(preds) == 2005  # the whole official test split, scored once
     probs = torch.tensor(preds[["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]].to_numpy(), dtype=torch.float32)

@@ -13,7 +13,7 @@ import torchvision
 import dermlearn as dl
 
 
-@pytest.mark.parametrize("arch", ["resnet34", "resnet50", "resnet101", "resnet152", "densenet161"])
+@pytest.mark.parametrize("arch", ["resnet34", "resnet50", "resnet101", "resnet152", "densenet161", "resnet20", "resnet56"])
 def test_architecture_groups_and_forward(arch):
     torch.manual_seed(0)
     m = dl.create_model(arch, 7).eval()
@@ -186,3 +186,27 @@ def test_small_stem_travels_with_the_model_file(tmp_path):
     assert loaded.model.stem == "small" and loaded.meta["stem"] == "small"
     item = dls.valid.dataset[0][0]
     torch.testing.assert_close(loaded.predict(item)[2], learn.predict(item)[2])
+
+
+def test_small_resnets_follow_he_et_al():
+    """ResNet-20/32/56: 6n + 2 weighted layers (n blocks of two convolutions per stage, the
+    stem, the classifier), 16/32/64 channels, a 7x7 map at 28 px; a dermlearn file of the
+    same model loads as pretrained weights, any other is refused."""
+    for arch, n in (("resnet20", 3), ("resnet32", 5), ("resnet56", 9)):
+        m = dl.create_model(arch, 10, head="linear").eval()
+        convs = [c for c in m.body.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
+        assert len(convs) + 1 == 6 * n + 2 and [convs[0].out_channels, convs[-1].out_channels] == [16, 64]
+        assert m.body(torch.rand(2, 3, 28, 28)).shape == (2, 64, 7, 7)
+    torch.manual_seed(0)
+    src = dl.create_model("resnet20", 10)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        torch.save({"model": src.state_dict()}, Path(d) / "r20.pth")
+        dst = dl.create_model("resnet20", 7, pretrained=Path(d) / "r20.pth")
+        torch.testing.assert_close(dst.body.state_dict(), src.body.state_dict())
+        with pytest.raises(ValueError, match="do not fit resnet32"):
+            dl.create_model("resnet32", 7, pretrained=Path(d) / "r20.pth")
+    with pytest.raises(ValueError, match="no published weights"):
+        dl.create_model("resnet20", 7, pretrained=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..io import atomic_write_text
 
-__all__ = ["Record", "git_commit", "markdown_table"]
+__all__ = ["Record", "git_commit", "markdown_table", "relative_out"]
 
 
 def git_commit(package: str | os.PathLike | None = None) -> str:
@@ -33,6 +33,16 @@ def git_commit(package: str | os.PathLike | None = None) -> str:
         return sha.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def relative_out(out: str | os.PathLike) -> str:
+    """``out`` as a result file records it: relative to the current folder when it lies
+    below it, else ``'.'`` (the folder the result files are in)."""
+    path = Path(out).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return "."
 
 
 def markdown_table(table: pd.DataFrame, formats: dict[str, str] | None = None, missing: dict[str, str] | None = None) -> str:
@@ -65,6 +75,8 @@ class Record:
         self.name, self.out = name, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.settings = dict(vars(settings)) if hasattr(settings, "__dict__") else dict(settings)
+        if "out" in self.settings:  # relative paths only: a result file must not name this machine's folders
+            self.settings["out"] = relative_out(self.out)
         self.t0 = time.perf_counter()
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.commit = git_commit()  # the code that runs is the code at the start
