@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from .optim import params_of
 
-__all__ = ["ARCHITECTURES", "STEMS", "DermModel", "create_head", "create_model", "default_stem"]
+__all__ = ["ARCHITECTURES", "STEMS", "STEM_CHOICE", "DermModel", "create_head", "create_model", "default_stem"]
 
 Pretrained = Union[bool, str, os.PathLike, object, None]
 
@@ -53,12 +53,14 @@ _SMALL_RESNETS = {"resnet20": 3, "resnet32": 5, "resnet56": 9}  # blocks per sta
 ARCHITECTURES: tuple[str, ...] = ("simple_cnn", *_TV_RESNETS, *_TV_DENSENETS, *_SMALL_RESNETS)
 #: Stems of the torchvision ResNets and DenseNets (see the module's description).
 STEMS = ("imagenet", "small")
+#: The architectures that take ``stem=``.
+STEM_CHOICE: tuple[str, ...] = (*_TV_RESNETS, *_TV_DENSENETS)
 
 
 def default_stem(arch: str, size: int) -> str:
     """The stem for ``arch`` at input side ``size``: ``'small'`` for ResNets and DenseNets at
     64 px or less (ImageNet's stem would leave a 2x2 map or smaller), else ``'imagenet'``."""
-    return "small" if arch in (*_TV_RESNETS, *_TV_DENSENETS) and size <= 64 else "imagenet"
+    return "small" if arch in STEM_CHOICE and size <= 64 else "imagenet"
 
 
 class AdaptiveConcatPool2d(nn.Module):
@@ -316,7 +318,7 @@ def create_model(
         raise ValueError(f"n_out must be a positive integer, got {n_out!r}")
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-    if stem == "small" and arch not in (*_TV_RESNETS, *_TV_DENSENETS):
+    if stem == "small" and arch not in STEM_CHOICE:
         raise ValueError(f"stem='small' is for the torchvision ResNets and DenseNets, not {arch!r}")
     if arch == "simple_cnn":
         if pretrained not in (False, None):

@@ -73,4 +73,4 @@ def test_dermamnist_experiment_smoke(tmp_path, monkeypatch):
     assert table["ACC"].iloc[-1] == pytest.approx(seed["acc"])
     config = json.loads((out / "config.json").read_text())
     assert config["experiment"] == "dermamnist" and config["seeds"] == [0] and "commit" in config
-    assert (out / "history.csv").is_file()
+    assert (out / "history.csv").is_file() and (out / "history.png").stat().st_size > 10_000
