@@ -45,8 +45,9 @@ def photo_thumbnail(source, max_side: int = 512) -> Tensor:
 
     from .data.decode import load_image
 
+    # both branches give a new image (convert copies), which thumbnail() may shrink in place:
+    # a full-resolution photo the caller still holds is not copied a second time
     img = load_image(source, draft_size=max_side) if not isinstance(source, Image.Image) else source.convert("RGB")
-    img = img.copy()
     img.thumbnail((max_side, max_side))
     return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 

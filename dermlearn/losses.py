@@ -83,7 +83,7 @@ class CrossEntropy(nn.Module):
     activation_name = "softmax"
 
     def activation(self, logits: Tensor) -> Tensor:
-        return logits.softmax(dim=-1)
+        return ACTIVATIONS[self.activation_name](logits)
 
     def decodes(self, probs: Tensor) -> Tensor:
         return probs.argmax(dim=-1)
@@ -140,7 +140,7 @@ def activation_name(loss_func) -> str:
 
 def activation_of(loss_func) -> callable:
     """The loss's ``activation`` or softmax for plain torch losses."""
-    return getattr(loss_func, "activation", lambda x: x.softmax(dim=-1))
+    return getattr(loss_func, "activation", ACTIVATIONS["softmax"])
 
 
 def decodes_of(loss_func) -> callable:

@@ -98,3 +98,11 @@ def test_model_without_known_modality_checks_colours_only(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", dl.OutOfDomainWarning)
         loaded.predict(photo, check_domain=False)
+
+
+def test_photo_thumbnail_leaves_the_callers_photo_alone():
+    from dermlearn.domain import photo_thumbnail
+
+    photo = Image.new("RGB", (1200, 800), (10, 20, 30))
+    thumb = photo_thumbnail(photo)
+    assert thumb.shape == (3, 341, 512) and thumb.dtype == torch.uint8 and photo.size == (1200, 800)
