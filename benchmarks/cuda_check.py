@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 import dermlearn as dl
-from dermlearn.datasets import make_lesions
+from dermlearn.data.synthetic import make_lesions
 
 
 class Probe(dl.Callback):

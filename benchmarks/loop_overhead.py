@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import dermlearn as dl
-from dermlearn.optim import make_param_groups
+from dermlearn.training.optim import make_param_groups
 
 
 def plain_loop(model, dls, opt, epochs: int, device) -> float:

@@ -18,7 +18,7 @@ import torch
 import dermlearn as dl
 from dermlearn.data import data_root
 from dermlearn.data.decode import load_image
-from dermlearn.datasets import make_lesions
+from dermlearn.data.synthetic import make_lesions
 from dermlearn.transforms import (
     CropVignette,
     adjust_gamma,

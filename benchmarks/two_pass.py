@@ -35,8 +35,9 @@ from torch import Tensor
 
 import dermlearn as dl
 from dermlearn.data.decode import load_image, presize_image
-from dermlearn.datasets import make_lesions
-from dermlearn.transforms import roi_box, two_pass_predict
+from dermlearn.data.synthetic import make_lesions
+from dermlearn.inference import two_pass_predict
+from dermlearn.transforms import roi_box
 
 ARMS = ("full view", "input crop, average", "photo crop, average", "photo crop, replace",
         "photo crop (peak region), average", "photo crop (peak region), replace",

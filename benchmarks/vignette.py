@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 import dermlearn as dl
-from dermlearn.datasets import CONFOUNDERS, SyntheticLesions, make_lesions
+from dermlearn.data.synthetic import CONFOUNDERS, SyntheticLesions, make_lesions
 from dermlearn.transforms import CropVignette, field_boxes
 
 

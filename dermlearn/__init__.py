@@ -12,51 +12,55 @@ import importlib
 import importlib.util
 from typing import Any
 
-__version__ = "0.1.0"
+from . import _moved
+from .version import __version__ as __version__
+
+_moved.install()  # old module paths (dermlearn.learner, ...) keep working, with a warning
 
 # module (relative to this package) -> the public names it defines
 _MODULES: dict[str, tuple[str, ...]] = {
-    "bootstrap": ("bootstrap_ci",),
-    "calibration": ("fit_temperature",),
+    "evaluation.bootstrap": ("bootstrap_ci",),
+    "inference.calibration": ("fit_temperature",),
     "callback": (
         "EVENTS", "Callback", "CancelBackwardException", "CancelBatchException",
         "CancelEpochException", "CancelFitException", "CancelStepException", "CancelTrainException",
         "CancelValidException",
     ),
-    "checkpoint": ("Checkpoint",),
+    "training.checkpoint": ("Checkpoint",),
     "data": (
         "BatchAugment", "ClassWeightedSampler", "DermData", "DynamicBalance", "grouped_split",
         "inverse_frequency_weights", "stratified_split",
     ),
-    "dataloaders": ("IMAGENET_MEAN", "IMAGENET_STD", "DataLoaders", "Normalize"),
-    "domain": ("InputDomain", "OutOfDomainWarning"),
-    "datasets": ("LESION_CLASSES", "SyntheticLesions", "make_lesions", "synthetic_dataloaders"),
-    "export": ("load_learner",),
-    "guard": ("NonFiniteGuard",),
+    "data.dataloaders": ("DataLoaders",),
+    "transforms.normalize": ("IMAGENET_MEAN", "IMAGENET_STD", "Normalize"),
+    "data.domain": ("InputDomain", "OutOfDomainWarning"),
+    "data.synthetic": ("LESION_CLASSES", "SyntheticLesions", "make_lesions", "synthetic_dataloaders"),
+    "training.load_learner": ("load_learner",),
+    "training.guard": ("NonFiniteGuard",),
     "interpret": (
         "GradCAM", "GuidedBackprop", "GuidedGradCAM", "Interpretation", "leading_pairs",
         "logit_diff", "most_confused",
     ),
-    "learner": ("Learner", "default_device"),
+    "training.learner": ("Learner", "default_device"),
     "losses": ("BCEWithLogitsOneHot", "CrossEntropy"),
-    "lr_finder": ("LRFinder", "LRFindResult", "lr_find", "minimum", "slide", "steep", "valley"),
-    "metrics": (
+    "training.lr_finder": ("LRFinder", "LRFindResult", "lr_find", "minimum", "slide", "steep", "valley"),
+    "evaluation.metrics": (
         "TopK", "accuracy", "balanced_accuracy", "calibration_bins", "confusion_matrix",
         "expected_calibration_error", "macro_f1", "on_probabilities", "per_class_auc",
         "per_class_recall", "roc_auc", "roc_curve", "top_k_accuracy",
     ),
     "models": ("ARCHITECTURES", "DermModel", "create_head", "create_model"),
-    "optim": ("adamw", "sgd"),
-    "precision": ("ChannelsLast", "MixedPrecision"),
-    "progress": ("ProgressCallback",),
-    "recorder": ("Recorder",),
-    "schedule": (
+    "training.optim": ("adamw", "even_mults", "sgd"),
+    "training.precision": ("ChannelsLast", "MixedPrecision"),
+    "training.progress": ("ProgressCallback",),
+    "training.recorder": ("Recorder",),
+    "training.schedule": (
         "ParamScheduler", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
-        "combine_scheds", "even_mults",
+        "combine_scheds",
     ),
     "seed": ("set_seed",),
-    "time_budget": ("TimeBudget",),
-    "tracker": ("EarlyStopping", "SaveModelCallback", "TrackerCallback"),
+    "training.time_budget": ("TimeBudget",),
+    "training.tracker": ("EarlyStopping", "SaveModelCallback", "TrackerCallback"),
 }
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 _SUBMODULES = ("transforms",)

@@ -14,10 +14,7 @@ pays for the events it defines (the Learner dispatches to those alone).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .learner import Learner
+from typing import Any
 
 __all__ = [
     "EVENTS",
@@ -92,7 +89,7 @@ class Callback:
 
     Subclasses define any of the methods named in :data:`EVENTS`; each takes no argument
     and reads or changes the loop's state through ``self.learn`` (set when the callback is
-    added to a :class:`~dermlearn.learner.Learner`).
+    added to a :class:`~dermlearn.training.learner.Learner`).
 
     Attributes:
         order: Callbacks run in ascending ``order`` for every event (ties keep insertion
@@ -107,7 +104,7 @@ class Callback:
     run_valid: bool = True
 
     def __init__(self) -> None:
-        self.learn: Learner | None = None
+        self.learn: Any = None  # the Learner, set by Learner.add_cb (not imported: it imports this module)
 
     @property
     def name(self) -> str:

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["all_gather_cat", "init_from_env", "is_main_process", "rank", "world_size"]
+__all__ = ["all_gather_cat", "all_reduce_sum", "barrier", "in_process_group", "init_from_env", "is_main_process", "rank", "world_size"]
 
 
 def init_from_env() -> bool:
@@ -33,18 +33,43 @@ def init_from_env() -> bool:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
-    return dist.is_initialized() and dist.get_world_size() > 1
+    return world_size() > 1
+
+
+def in_process_group() -> bool:
+    """Whether torch.distributed is available and a process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    """Processes in the group; 1 outside one."""
+    return dist.get_world_size() if in_process_group() else 1
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank; 0 outside a group."""
+    return dist.get_rank() if in_process_group() else 0
+
+
+def barrier() -> None:
+    """Wait for every process of the group (nothing outside one)."""
+    if in_process_group():
+        dist.barrier()
+
+
+def all_reduce_sum(t: Tensor, device: torch.device | None = None) -> Tensor:
+    """Sum of ``t`` over all processes (``t`` itself with one process). The collective runs
+    on ``device`` (NCCL needs CUDA tensors; default ``t``'s) and the result comes back to
+    ``t``'s device."""
+    if world_size() == 1:
+        return t
+    out = t.detach().to(device or t.device, copy=True)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(t.device)
 
 
 def is_main_process() -> bool:
+    """Rank 0, the process that prints and writes files."""
     return rank() == 0
 
 

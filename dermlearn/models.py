@@ -33,16 +33,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Union
 
 import torch
 from torch import Tensor, nn
 
-from .optim import params_of
-
-__all__ = ["ARCHITECTURES", "STEMS", "STEM_CHOICE", "DermModel", "create_head", "create_model", "default_stem"]
+__all__ = ["ARCHITECTURES", "STEMS", "STEM_CHOICE", "DermModel", "create_head", "create_model", "default_stem", "params_of"]
 
 Pretrained = Union[bool, str, os.PathLike, object, None]
 
@@ -55,6 +53,19 @@ ARCHITECTURES: tuple[str, ...] = ("simple_cnn", *_TV_RESNETS, *_TV_DENSENETS, *_
 STEMS = ("imagenet", "small")
 #: The architectures that take ``stem=``.
 STEM_CHOICE: tuple[str, ...] = (*_TV_RESNETS, *_TV_DENSENETS)
+
+
+def params_of(modules: nn.Module | Sequence[nn.Module]) -> list[nn.Parameter]:
+    """All parameters of a module or of a list of modules, in order, without duplicates."""
+    mods = [modules] if isinstance(modules, nn.Module) else list(modules)
+    seen: set[int] = set()
+    out = []
+    for m in mods:
+        for p in m.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
 
 
 def default_stem(arch: str, size: int) -> str:

@@ -13,7 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dermlearn as dl
-from dermlearn.optim import params_of
+from dermlearn.training.optim import params_of
+from tests.helpers import image_tensor, synthetic_folder
 
 matplotlib.use("Agg")
 
@@ -102,3 +103,35 @@ def learner() -> dl.Learner:
 @pytest.fixture(scope="session")
 def lesion_dls() -> dl.DataLoaders:
     return dl.synthetic_dataloaders(n=160, size=32, n_classes=4, bs=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def pad_images() -> list:
+    """The first 12 PAD-UFES-20 photos with their lesion masks: ``[(uint8 (3, H, W), bool (H, W))]``."""
+    import pandas as pd
+
+    root = require_data("pad-ufes-20", "labels.csv").parent
+    table = pd.read_csv(root / "labels.csv").head(12)
+    return [(image_tensor(root / p), image_tensor(root / m)[0] > 127) for p, m in zip(table["image"], table["mask"])]
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory) -> dl.DermData:
+    """DermData of 90 synthetic 40 px lesions of 3 classes, written as an image folder."""
+    root = tmp_path_factory.mktemp("folder")
+    synthetic_folder(root, n=90, size=40, n_classes=3)
+    return dl.DermData.from_folder(root)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dl.Learner:
+    """A simple CNN with the study's BCE loss, one epoch on 60 synthetic 40 px images of 3
+    classes read from a folder (resized to 32 px), on the CPU."""
+    root = tmp_path_factory.mktemp("imgs")
+    synthetic_folder(root, n=60, size=40, n_classes=3)
+    data = dl.DermData.from_folder(root)
+    dls = data.dls(bs=16, size=32, progress=False, cache_dir=False)
+    torch.manual_seed(0)
+    learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), loss_func=dl.BCEWithLogitsOneHot(), progress=False, device="cpu")
+    learn.fit(1, lr=3e-3)
+    return learn

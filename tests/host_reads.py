@@ -87,7 +87,7 @@ def tiny_fit(extra: tuple[dl.Callback, ...] = ()) -> Callable[[list[dl.Callback]
     """A one-cycle fit of the tests' tiny learner (10 batches), with ``extra`` callbacks."""
 
     def fit(cbs: list[dl.Callback]) -> None:
-        from tests.conftest import tiny_learner
+        from tests.helpers import tiny_learner
 
         learn = tiny_learner(metrics=[dl.accuracy], cbs=[*cbs, *extra], progress=True)
         learn.fit_one_cycle(1, 1e-2)

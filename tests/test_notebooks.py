@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from .conftest import REPO, data_dir
+from tests.helpers import REPO, data_dir
 
 NOTEBOOKS = sorted((REPO / "nbs").glob("*.ipynb"))
 # what each notebook reads beyond what it generates, relative to the real-data folder (04 opens

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io import atomic_write
+from dermlearn.io import atomic_write
+
 from .decode import UnreadableImage, image_item
 
 __all__ = ["decode_all", "default_cache_dir"]

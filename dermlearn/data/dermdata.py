@@ -24,9 +24,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..dataloaders import IMAGENET_MEAN, IMAGENET_STD, DataLoaders, Normalize
-from .augment import BatchAugment, Resize
+from dermlearn.distributed import rank, world_size
+from dermlearn.transforms.augment import BatchAugment
+from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from dermlearn.transforms.resize import Resize
+
 from .cache import decode_all, default_cache_dir
+from .dataloaders import DataLoaders
+from .domain import MODALITIES
 from .loader import CachedItems, TensorLoader
 from .sampling import (
     ClassWeightedSampler,
@@ -57,7 +62,7 @@ class DermData:
         name: A name for messages (kept in exported model files).
         modality: ``'clinical'`` (photos of the skin), ``'dermoscopic'`` or None (not
             known); exported models warn about inputs of the other modality
-            (:mod:`dermlearn.domain`). PAD-UFES-20 is clinical, DermaMNIST dermoscopic.
+            (:mod:`dermlearn.data.domain`). PAD-UFES-20 is clinical, DermaMNIST dermoscopic.
     """
 
     def __init__(
@@ -71,8 +76,6 @@ class DermData:
         name: str = "data",
         modality: str | None = None,
     ) -> None:
-        from ..domain import MODALITIES
-
         if modality not in (None, *MODALITIES):
             raise ValueError(f"{name}: modality must be None or one of {MODALITIES}, got {modality!r}")
         self.modality = modality
@@ -424,8 +427,4 @@ class DermData:
 
 
 def _dist_rank() -> dict[str, Any]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return {"rank": dist.get_rank(), "world_size": dist.get_world_size()}
-    return {"rank": 0, "world_size": 1}
+    return {"rank": rank(), "world_size": world_size()}

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..distributed import rank, world_size
+from dermlearn.distributed import rank, world_size
 
 __all__ = ["CachedItems", "TensorLoader"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..callback import Callback
+from dermlearn.callback import Callback
 
 __all__ = ["ClassWeightedSampler", "DynamicBalance", "inverse_frequency_weights", "oversample_indices", "recall_weights"]
 

@@ -4,7 +4,7 @@ Guided Backprop galleries of the top pairs, for the predicted and the runner-up 
 
 With ``--model`` (a file from ``dermlearn train`` or ``learn.export``) the model is only
 evaluated, on the validation split of ``--data`` made with the same seed. Without it, a model
-is first trained with the study's recipe (``dermlearn.recipes.study_recipe``).
+is first trained with the study's recipe (``dermlearn.training.recipe.study_recipe``).
 
     python -m dermlearn.experiments.analysis [--quick] [--data pad-ufes-20] [--model M] [--out DIR]
 """
@@ -16,14 +16,15 @@ import argparse
 import pandas as pd
 import torch
 
-from ..cli_data import add_data_args, data_from_args
-from ..export import load_learner
-from ..interpret import Interpretation, write_interpretation
-from ..learner import Learner
-from ..losses import BCEWithLogitsOneHot
-from ..metrics import accuracy, balanced_accuracy
-from ..models import create_model
-from ..recipes import RATE_RULES, study_recipe
+from dermlearn.cli.data_args import add_data_args, data_from_args
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy
+from dermlearn.interpret import Interpretation, write_interpretation
+from dermlearn.losses import BCEWithLogitsOneHot
+from dermlearn.models import create_model
+from dermlearn.training.learner import Learner
+from dermlearn.training.load_learner import load_learner
+from dermlearn.training.recipe import RATE_RULES, study_recipe
+
 from .options import parse_args
 from .record import Record
 

@@ -14,12 +14,13 @@ import time
 import pandas as pd
 import torch
 
-from ..cli_data import add_data_args, data_from_args
-from ..learner import Learner
-from ..losses import BCEWithLogitsOneHot
-from ..metrics import accuracy, balanced_accuracy
-from ..models import create_model
-from ..recipes import study_recipe
+from dermlearn.cli.data_args import add_data_args, data_from_args
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy
+from dermlearn.losses import BCEWithLogitsOneHot
+from dermlearn.models import create_model
+from dermlearn.training.learner import Learner
+from dermlearn.training.recipe import study_recipe
+
 from .options import parse_args
 from .plots import plot_bars
 from .record import Record

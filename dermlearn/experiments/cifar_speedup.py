@@ -25,14 +25,15 @@ import time
 import pandas as pd
 import torch
 
-from ..callback import Callback, CancelFitException
-from ..data import DermData
-from ..learner import Learner
-from ..losses import BCEWithLogitsOneHot
-from ..lr_finder import minimum, valley
-from ..metrics import accuracy
-from ..models import create_model
-from ..recipes import RATE_RULES, rate_from
+from dermlearn.callback import Callback, CancelFitException
+from dermlearn.data import DermData
+from dermlearn.evaluation.metrics import accuracy
+from dermlearn.losses import BCEWithLogitsOneHot
+from dermlearn.models import create_model
+from dermlearn.training.learner import Learner
+from dermlearn.training.lr_finder import minimum, valley
+from dermlearn.training.recipe import RATE_RULES, rate_from
+
 from .options import parse_args
 from .record import Record
 

@@ -23,18 +23,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..bootstrap import bootstrap_ci
-from ..callback import Callback, CancelFitException
-from ..data import BatchAugment, DermData
-from ..dataloaders import IMAGENET_MEAN, IMAGENET_STD
-from ..learner import Learner
-from ..losses import CrossEntropy
-from ..lr_finder import valley
-from ..metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc
-from ..models import STEM_CHOICE, create_model, default_stem
-from ..seed import set_seed
-from ..time_budget import TimeBudget
-from ..tracker import EarlyStopping
+from dermlearn.callback import Callback, CancelFitException
+from dermlearn.data import BatchAugment, DermData
+from dermlearn.evaluation.bootstrap import bootstrap_ci
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc
+from dermlearn.losses import CrossEntropy
+from dermlearn.models import STEM_CHOICE, create_model, default_stem
+from dermlearn.seed import set_seed
+from dermlearn.training.learner import Learner
+from dermlearn.training.lr_finder import valley
+from dermlearn.training.time_budget import TimeBudget
+from dermlearn.training.tracker import EarlyStopping
+from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
+
 from .options import parse_args
 from .record import Record
 

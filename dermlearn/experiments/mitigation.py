@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import DermData, DynamicBalance
-from ..io import atomic_write_text
-from ..learner import Learner
-from ..losses import CrossEntropy
-from ..metrics import accuracy, balanced_accuracy, confusion_matrix, roc_auc
-from ..models import create_model
-from ..transforms import AutoGamma, CorrectIllumination, ShadesOfGray
+from dermlearn.data import DermData, DynamicBalance
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, confusion_matrix, roc_auc
+from dermlearn.io import atomic_write_text
+from dermlearn.losses import CrossEntropy
+from dermlearn.models import create_model
+from dermlearn.training.learner import Learner
+from dermlearn.transforms import AutoGamma, CorrectIllumination, ShadesOfGray
+
 from .options import QUICK_FIT, add_fit_args, parse_args
 from .photometric import lesion_crops
 from .plots import plot_bars

@@ -23,15 +23,13 @@ import argparse
 import pandas as pd
 import torch
 
-from ..data import DermData
-from ..data.augment import Resize
-from ..data.decode import load_image, presize_image
-from ..data.loader import CachedItems, TensorLoader
-from ..dataloaders import Normalize
-from ..learner import Learner
-from ..metrics import accuracy, balanced_accuracy
-from ..models import create_model
-from ..transforms import (
+from dermlearn.data import DermData
+from dermlearn.data.decode import load_image, presize_image
+from dermlearn.data.loader import CachedItems, TensorLoader
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy
+from dermlearn.models import create_model
+from dermlearn.training.learner import Learner
+from dermlearn.transforms import (
     AutoGamma,
     CorrectIllumination,
     RandomColourCast,
@@ -39,7 +37,10 @@ from ..transforms import (
     RandomIllumination,
     ShadesOfGray,
 )
-from ..transforms.fov import crop_boxes, roi_box
+from dermlearn.transforms.normalize import Normalize
+from dermlearn.transforms.resize import Resize
+from dermlearn.transforms.saliency import crop_boxes, roi_box
+
 from .options import QUICK_FIT, add_fit_args, parse_args
 from .plots import plot_bars
 from .record import Record

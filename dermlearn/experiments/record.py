@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..io import atomic_write_text
+from dermlearn.io import atomic_write_text
 
 __all__ = ["Record", "git_commit", "markdown_table", "relative_out"]
 

@@ -4,9 +4,9 @@ from .attribution import Attribution, checkerboard_share, normalize_maps
 from .confusion import leading_pairs, most_confused
 from .explain import Explanation, explain
 from .gradcam import GradCAM, GuidedGradCAM, default_cam_layer
-from .guard import ModelGuard
 from .guided_backprop import GuidedBackprop, GuideReLUs
 from .interpretation import Interpretation, gbp_image
+from .model_guard import ModelGuard
 from .report import write_interpretation
 from .targets import logit_diff
 

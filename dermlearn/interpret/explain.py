@@ -3,11 +3,15 @@ predicted class, the runner-up or given classes."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torch import Tensor
+
+from dermlearn.data.decode import IMAGE_SOURCES
 
 from .attribution import Attribution
 from .gradcam import GradCAM
@@ -42,13 +46,15 @@ def _name(t: Target) -> str:
     return getattr(t, "__name__", "target")
 
 
-def explain(learn, items: Tensor, targets: Sequence[Target] = ("top1", "runner_up"), layer=None, gbp: bool = True) -> Explanation:
+def explain(learn, items: Tensor | str | os.PathLike | Image.Image | Sequence[str | os.PathLike | Image.Image],
+            targets: Sequence[Target] = ("top1", "runner_up"), layer=None, gbp: bool = True) -> Explanation:  # fmt: skip
     """Grad-CAM (and Guided Backprop) of ``learn.model`` for ``items``.
 
     Args:
-        learn: A :class:`~dermlearn.learner.Learner`.
+        learn: A :class:`~dermlearn.Learner`.
         items: Items as the dataset stores them: one ``(C, H, W)`` or a batch ``(B, C, H, W)``
-            (uint8 or float); the data's batch transforms (normalisation) are applied.
+            (uint8 or float); or image files or PIL images (one or a list), decoded by
+            ``learn.load_item``. The data's batch transforms (normalisation) are applied.
         targets: What to explain (``'top1'``, ``'runner_up'``, class indices, callables).
         layer: Grad-CAM layer (default per architecture).
         gbp: Also compute Guided Backprop.
@@ -57,6 +63,12 @@ def explain(learn, items: Tensor, targets: Sequence[Target] = ("top1", "runner_u
         An :class:`Explanation` keyed by target name (``'top1'``, ``'runner_up'``,
         ``'class_3'``...).
     """
+    if isinstance(items, IMAGE_SOURCES):
+        items = learn.load_item(items)
+    elif isinstance(items, (list, tuple)):
+        if not items:
+            raise ValueError("explain got an empty list of images")
+        items = torch.stack([learn.load_item(i) if isinstance(i, IMAGE_SOURCES) else i for i in items])
     if items.ndim == 3:
         items = items[None]
     if items.ndim != 4:

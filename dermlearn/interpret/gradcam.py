@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .attribution import Attribution
-from .guard import ModelGuard
 from .guided_backprop import GuidedBackprop
+from .model_guard import ModelGuard
 from .targets import Target, resolve_target
 
 __all__ = ["GradCAM", "GuidedGradCAM", "default_cam_layer"]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .attribution import Attribution
-from .guard import ModelGuard
+from .model_guard import ModelGuard
 from .targets import Target, resolve_target
 
 __all__ = ["GuideReLUs", "GuidedBackprop"]

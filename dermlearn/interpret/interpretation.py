@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..bootstrap import bootstrap_ci
-from ..metrics import (
+from dermlearn.evaluation.bootstrap import bootstrap_ci
+from dermlearn.evaluation.metrics import (
     accuracy,
     balanced_accuracy,
     calibration_bins,
@@ -31,8 +31,9 @@ from ..metrics import (
     roc_auc,
     roc_curve,
 )
-from ..metrics import confusion_matrix as _confusion
-from ..plots import plot_confusion_matrix, plot_reliability, plot_roc_curves
+from dermlearn.evaluation.metrics import confusion_matrix as _confusion
+from dermlearn.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_roc_curves
+
 from .confusion import leading_pairs, most_confused
 from .gradcam import GradCAM
 from .guided_backprop import GuidedBackprop
@@ -129,7 +130,7 @@ class Interpretation:
         return float(roc_auc(self.probs, self.targets))
 
     def expected_calibration_error(self, n_bins: int = 15) -> float:
-        """ECE of the top-label confidence (see :func:`dermlearn.metrics.expected_calibration_error`)."""
+        """ECE of the top-label confidence (see :func:`dermlearn.evaluation.metrics.expected_calibration_error`)."""
         return float(expected_calibration_error(self.probs, self.targets, n_bins))
 
     def bootstrap(self, metrics: Sequence | None = None, n: int = 1000, level: float = 0.95, groups: Sequence[Any] | None = None,
@@ -157,7 +158,7 @@ class Interpretation:
 
     def roc_curve(self, c: str | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(fpr, tpr, thresholds)`` of class ``c`` against the rest, from its probability
-        (see :func:`dermlearn.metrics.roc_curve`)."""
+        (see :func:`dermlearn.evaluation.metrics.roc_curve`)."""
         i = self._class_index(c)
         fpr, tpr, thr = roc_curve(self.probs[:, i], self.targets == i)
         return fpr.numpy(), tpr.numpy(), thr.numpy()
@@ -340,7 +341,7 @@ class Interpretation:
         fig.suptitle(self.pair_gallery_title(ia, ib, len(ab), len(ba)))
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the first row
         if path is not None:
-            from ..io import atomic_write
+            from dermlearn.io import atomic_write
 
             atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
         return fig

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from ..data.decode import presize_geometry
+from dermlearn.data.decode import presize_geometry
 
 __all__ = ["model_view_box", "plot_photo_heatmap"]
 

@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text
-from ..metrics import metric_name
+from dermlearn.evaluation.metrics import metric_name
+from dermlearn.io import atomic_write_text
+
 from .interpretation import SUMMARY_METRICS, Interpretation
 
 __all__ = ["write_interpretation"]

@@ -10,9 +10,10 @@ a neutral image is unchanged. ``p = 6`` is the default (as the ISIC 2019 winner)
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._common import check_images, like_input, to_unit, tracing
+from .step import RandomStep, Step
 
 __all__ = ["RandomColourCast", "ShadesOfGray", "estimate_illuminant", "shades_of_gray"]
 
@@ -52,8 +53,12 @@ def shades_of_gray(x: Tensor, p: float = 6.0, saturated: float = 0.98, border: f
     return like_input((to_unit(x).float() * gain[:, :, None, None]).clamp(0, 1), x)
 
 
-class ShadesOfGray(nn.Module):
+class ShadesOfGray(Step):
     """Deterministic colour constancy (see :func:`shades_of_gray`)."""
+
+    export_args = ("p", "saturated", "border")
+    graph_exporters = ("dynamo",)
+    cli_name = "colour"
 
     def __init__(self, p: float = 6.0, saturated: float = 0.98, border: float = 0.05) -> None:
         super().__init__()
@@ -63,14 +68,13 @@ class ShadesOfGray(nn.Module):
         return shades_of_gray(x, self.p, self.saturated, self.border)
 
 
-class RandomColourCast(nn.Module):
+class RandomColourCast(RandomStep):
     """Multiply each channel by a random factor in ``cast_range`` with probability ``p``:
     augmentation, and how the experiments degrade images."""
 
     def __init__(self, cast_range: tuple[float, float] = (0.8, 1.2), p: float = 0.5, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.cast_range, self.p = cast_range, p
-        self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, b: int) -> Tensor:
         lo, hi = self.cast_range
@@ -82,8 +86,5 @@ class RandomColourCast(nn.Module):
         """Apply casts sampled by :meth:`sample` to ``x`` (replays them exactly)."""
         check_images(x, "RandomColourCast")
         return like_input((to_unit(x).float() * casts.to(x.device)[:, :, None, None]).clamp(0, 1), x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.apply_params(x, self.sample(x.shape[0]))
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._common import check_images, luminance, per_sample, to_unit, tracing
+from .step import RandomStep, Step
 
 __all__ = ["AdjustGamma", "AutoGamma", "RandomGamma", "adjust_gamma", "auto_gamma"]
 
@@ -77,8 +78,11 @@ def auto_gamma(x: Tensor, target: float = 0.5, mask: Tensor | None = None, iters
     return ((lo + hi) / 2).exp().float()
 
 
-class AdjustGamma(nn.Module):
+class AdjustGamma(Step):
     """Deterministic gamma correction (see :func:`adjust_gamma`)."""
+
+    export_args = ("gamma",)
+    graph_exporters = ("dynamo",)
 
     def __init__(self, gamma: float) -> None:
         super().__init__()
@@ -91,8 +95,12 @@ class AdjustGamma(nn.Module):
         return f"gamma={self.gamma}"
 
 
-class AutoGamma(nn.Module):
+class AutoGamma(Step):
     """Gamma that brings each image's mean luminance to ``target`` (see :func:`auto_gamma`)."""
+
+    export_args = ("target",)
+    graph_exporters = ("dynamo",)
+    cli_name = "gamma"
 
     def __init__(self, target: float = 0.5) -> None:
         super().__init__()
@@ -102,7 +110,7 @@ class AutoGamma(nn.Module):
         return adjust_gamma(x, auto_gamma(x, self.target))
 
 
-class RandomGamma(nn.Module):
+class RandomGamma(RandomStep):
     """Random gamma per image, log-uniform in ``gamma_range``, with probability ``p``
     (augmentation; also how the experiments degrade images).
 
@@ -110,12 +118,11 @@ class RandomGamma(nn.Module):
     """
 
     def __init__(self, gamma_range: Sequence[float] = (0.6, 1.6), p: float = 0.5, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         lo, hi = gamma_range
         if not 0 < lo <= hi:
             raise ValueError(f"gamma_range must satisfy 0 < low <= high, got {gamma_range}")
         self.gamma_range, self.p = (float(lo), float(hi)), p
-        self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, b: int) -> Tensor:
         lo, hi = torch.log(torch.tensor(self.gamma_range, dtype=torch.float64))
@@ -126,6 +133,3 @@ class RandomGamma(nn.Module):
     def apply_params(self, x: Tensor, gammas: Tensor) -> Tensor:
         """Apply gammas ``(B,)`` sampled by :meth:`sample` to ``x`` (replays them exactly)."""
         return adjust_gamma(x, gammas.to(x.device))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.apply_params(x, self.sample(x.shape[0]))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._common import check_images
+from .step import Step
 
 __all__ = ["RemoveHair", "hair_mask", "remove_hair"]
 
@@ -68,8 +69,11 @@ def remove_hair(image: Tensor, kernel: int = 9, threshold: int = 25, radius: int
     return (t if image.dtype == torch.uint8 else t.float() / 255.0), mask
 
 
-class RemoveHair(nn.Module):
+class RemoveHair(Step):
     """Hair removal for a batch ``(B, 3, H, W)`` (image by image, on the CPU with OpenCV)."""
+
+    export_args = ("kernel", "threshold", "radius")
+    cli_name = "hair"
 
     def __init__(self, kernel: int = 9, threshold: int = 25, radius: int = 3) -> None:
         super().__init__()

@@ -14,9 +14,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._common import check_images, like_input, luminance, to_unit
+from .step import RandomStep, Step
 
 __all__ = ["CorrectIllumination", "RandomIllumination", "correct_illumination", "estimate_illumination", "illumination_ramp"]
 
@@ -89,8 +90,12 @@ def illumination_ramp(b: int, h: int, w: int, low: Tensor, angle: Tensor, device
     return (low.view(b, 1, 1) + (1 - low.view(b, 1, 1)) * t)[:, None]
 
 
-class CorrectIllumination(nn.Module):
+class CorrectIllumination(Step):
     """Deterministic illumination correction (see :func:`correct_illumination`)."""
+
+    export_args = ("kernel_frac", "work_size")
+    graph_exporters = ("dynamo",)
+    cli_name = "illumination"
 
     def __init__(self, kernel_frac: float = 0.35, work_size: int = 96) -> None:
         super().__init__()
@@ -100,15 +105,14 @@ class CorrectIllumination(nn.Module):
         return correct_illumination(x, self.kernel_frac, self.work_size)
 
 
-class RandomIllumination(nn.Module):
+class RandomIllumination(RandomStep):
     """Multiply images by a random linear illumination ramp (darkest side ``low`` in
     ``low_range``, random direction) with probability ``p``: augmentation, and how the
     experiments degrade images. ``sample``/``apply`` replay parameters."""
 
     def __init__(self, low_range: tuple[float, float] = (0.4, 0.8), p: float = 0.5, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.low_range, self.p = low_range, p
-        self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, b: int) -> tuple[Tensor, Tensor]:
         lo, hi = self.low_range
@@ -123,6 +127,3 @@ class RandomIllumination(nn.Module):
         low, angle = (p.to(x.device) for p in params)
         field_ = illumination_ramp(x.shape[0], x.shape[2], x.shape[3], low, angle, x.device)
         return like_input(to_unit(x).float() * field_, x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.apply_params(x, self.sample(x.shape[0]))

@@ -1,0 +1,65 @@
+"""``dermlearn train``: the study's recipe on a dataset, exported with its plots."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .data_args import data_from_args
+from .figures import save_figure
+from .learner_args import add_train_args, check_arch, learner_for
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train with the study's recipe and export the model",
+                       description="The study's recipe. With --pretrained: LR range test on the frozen body, the new "
+                       "head with SGDR, then all layers with discriminative learning rates, SGDR (cycle length "
+                       "doubling) and early stopping. From random init: LR range test, then all layers with SGDR "
+                       "and early stopping. Writes model.pth (safe export), history.csv and plots to --out.")  # fmt: skip
+    add_train_args(t)
+    t.add_argument("--lr", type=float, help="maximum learning rate (default: from the LR range test)")
+    t.add_argument("--num-it", type=int, default=100, help="iterations of the LR range test (default: %(default)s)")
+    t.add_argument("--head-cycles", type=int, default=2, help="SGDR cycles for the head (default: %(default)s)")
+    t.add_argument("--cycles", type=int, default=2, help="SGDR cycles for all layers (default: %(default)s)")
+    t.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (default: %(default)s)")
+    t.add_argument("--calibrate", action="store_true",
+                   help="fit temperature scaling on the validation split and export it with the model (its calibration "
+                        "figures on that split are then optimistic: check them on other images)")  # fmt: skip
+    t.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The study's recipe: LR range test, head with SGDR, unfreeze, discriminative LRs with
+    SGDR (cycle length doubling), early stopping; export and plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from dermlearn.io import atomic_write_text
+    from dermlearn.training.recipe import study_recipe
+
+    check_arch(args.arch)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = data_from_args(args)
+    print(data)
+    learn = learner_for(args, data)
+    if args.correct:
+        print("corrections (exported with the model): " + ", ".join(map(repr, learn.dls.batch_tfms[: len(args.correct)])))
+    pretrained = args.pretrained not in (None, "none")
+    res = study_recipe(learn, pretrained, args.lr, args.head_cycles, args.cycles, args.patience, lr_find_iters=args.num_it)
+    if res.lr_find is not None:
+        save_figure(res.lr_find.plot(used=res.lr), out / "lr_find.png")
+    lr, history = res.lr, res.history
+    atomic_write_text(pd.DataFrame(history).to_csv(index=False), out / "history.csv")
+    save_figure(learn.recorder.plot_loss(), out / "loss.png")
+    if args.calibrate:
+        print(f"temperature scaling on the validation split: T = {learn.calibrate():.3f}")
+    res = learn.validate()
+    path = learn.export(out / "model.pth", extra={"data": args.data, "seed": args.seed, "lr": lr, "validation": res})
+    print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    print(f"wrote {path}, history.csv, loss.png" + (", lr_find.png" if args.lr is None else ""))
+    return 0

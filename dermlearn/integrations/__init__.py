@@ -1,0 +1,2 @@
+"""dermlearn's data, pipeline steps and interpretation inside other libraries' training
+loops: fastai (:mod:`.fastai`, extra ``dermlearn[fastai]``)."""
