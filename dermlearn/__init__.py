@@ -60,6 +60,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "seed": ("set_seed",),
     "training.time_budget": ("TimeBudget",),
+    "training.run_logger": ("RunLogger",),
+    "training.csv_logger": ("CSVLogger",),
+    "training.tensorboard": ("TensorBoardCallback",),
     "training.tracker": ("EarlyStopping", "SaveModelCallback", "TrackerCallback"),
 }
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}

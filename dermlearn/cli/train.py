@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--calibrate", action="store_true",
                    help="fit temperature scaling on the validation split and export it with the model (its calibration "
                         "figures on that split are then optimistic: check them on other images)")  # fmt: skip
+    t.add_argument("--log", nargs="+", choices=["csv", "tensorboard"], default=[], metavar="TRACKER",
+                   help="also log the run as it goes: csv (log.csv, one row per epoch of every fit, with per-batch "
+                        "losses, hyper-parameters and end-of-fit figures beside it) and/or tensorboard (runs/; needs "
+                        "pip install 'dermlearn[tensorboard]'), in --out")  # fmt: skip
     t.set_defaults(func=run)
 
 
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     data = data_from_args(args)
     print(data)
     learn = learner_for(args, data)
+    learn.add_cbs(_loggers(args))
     if args.correct:
         print("corrections (exported with the model): " + ", ".join(map(repr, learn.dls.batch_tfms[: len(args.correct)])))
     pretrained = args.pretrained not in (None, "none")
@@ -63,3 +68,19 @@ def run(args: argparse.Namespace) -> int:
     print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
     print(f"wrote {path}, history.csv, loss.png" + (", lr_find.png" if args.lr is None else ""))
     return 0
+
+
+def _loggers(args: argparse.Namespace) -> list:
+    """The run loggers ``--log`` names, with the command's settings as hyper-parameters."""
+    hparams = {"data": args.data, "seed": args.seed, "size": args.size, "balance": args.balance, "correct": list(args.correct),
+               "pretrained": args.pretrained, "command": "dermlearn train"}  # fmt: skip
+    loggers = []
+    if "csv" in args.log:
+        from dermlearn.training.csv_logger import CSVLogger
+
+        loggers.append(CSVLogger("log.csv", hparams=hparams))
+    if "tensorboard" in args.log:
+        from dermlearn.training.tensorboard import TensorBoardCallback
+
+        loggers.append(TensorBoardCallback("runs", hparams=hparams))
+    return loggers

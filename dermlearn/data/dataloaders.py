@@ -37,6 +37,8 @@ class DataLoaders:
         name: The data's name (e.g. ``'PAD-UFES-20'``), kept in exported model files.
         modality: ``'clinical'`` or ``'dermoscopic'`` where known (see
             :mod:`dermlearn.data.domain`), kept in exported model files.
+        balance: How the training loader balances classes (``DermData.dls(balance=...)``),
+            for the run's record; None when not said.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class DataLoaders:
         class_weights: Tensor | None = None,
         name: str | None = None,
         modality: str | None = None,
+        balance: str | None = None,
     ) -> None:
         if not hasattr(train, "__len__"):
             raise TypeError(f"the training loader must have a length, got {type(train).__name__}")
@@ -59,7 +62,7 @@ class DataLoaders:
         self.vocab = list(vocab) if vocab is not None else None
         self.cbs = list(cbs or [])
         self.class_weights = class_weights
-        self.name, self.modality = name, modality
+        self.name, self.modality, self.balance = name, modality, balance
 
     def __getitem__(self, i: int) -> Iterable | None:
         return (self.train, self.valid)[i]

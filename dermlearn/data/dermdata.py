@@ -396,7 +396,7 @@ class DermData:
         train_tfms = [*tfms, augment] if augment else None
         dls = DataLoaders(train_dl, valid_dl, batch_tfms=[*tfms, Resize(size), Normalize(mean, std)], train_tfms=train_tfms,
                           vocab=self.classes, cbs=cbs, class_weights=self.class_weights(), name=self.name,
-                          modality=self.modality)  # fmt: skip
+                          modality=self.modality, balance=balance)  # fmt: skip
         return dls
 
     def test_dl(self, bs: int = 128, size: int = 224, presize: int | None = None) -> TensorLoader:

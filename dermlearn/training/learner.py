@@ -213,6 +213,7 @@ class Learner:
         self.temperature = 1.0  # set by calibrate(): logits are divided by it before the activation
         self.meta: dict[str, Any] = {}  # a model file's metadata, set by load_learner
         self.input_domain = None  # InputDomain of a loaded model file (dermlearn.data.domain): predict warns outside it
+        self.lr_find_result: LRFindResult | None = None  # the last lr_find, which run loggers plot
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Learner:
@@ -648,8 +649,10 @@ class Learner:
         self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, **kwargs)
 
     def lr_find(self, *args: Any, **kwargs: Any) -> LRFindResult:
-        """LR range test; see :func:`dermlearn.training.lr_finder.lr_find`."""
-        return lr_find(self, *args, **kwargs)
+        """LR range test; see :func:`dermlearn.training.lr_finder.lr_find`. The result is
+        also kept as :attr:`lr_find_result` (run loggers plot it at the end of the next fit)."""
+        self.lr_find_result = lr_find(self, *args, **kwargs)
+        return self.lr_find_result
 
     def explain(self, items: Tensor | str | os.PathLike | Image.Image | Sequence[str | os.PathLike | Image.Image],
                 targets: Sequence[Any] = ("top1", "runner_up"), layer: nn.Module | None = None, gbp: bool = True) -> Explanation:  # fmt: skip

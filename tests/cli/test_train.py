@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -233,3 +235,26 @@ def test_train_at_28px_uses_the_small_stem_and_interpret_maps_are_spatial(tmp_pa
     assert main(["interpret", "--model", str(out / "model.pth"), "--data", str(imgs), "--out", str(res), "--min-count", "1",
                  "--bootstrap", "0"]) == 0  # fmt: skip
     assert list(res.glob("gallery_*.png"))
+
+
+def test_train_logs_to_csv_and_tensorboard(tmp_path, monkeypatch):
+    """--log csv tensorboard: one CSV row per epoch of both of the recipe's fits (head, then
+    all layers) as history.csv has them, and TensorBoard event files with the same epochs."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install -e '.[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
+    imgs = image_folder(tmp_path, n=60)
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(imgs), "--arch", "simple_cnn", "--size", "24", "--bs", "16", "--cycles", "1",
+                 "--lr", "1e-2", "--log", "csv", "tensorboard", "--out", str(out), "--no-bar", "--seed", "3"]) == 0  # fmt: skip
+    logged = pd.read_csv(out / "log.csv")
+    history = pd.read_csv(out / "history.csv")
+    assert len(logged) == len(history) > 0
+    for k in ("train_loss", "valid_loss", "accuracy"):
+        assert logged[k].tolist() == pytest.approx(history[k].tolist(), rel=1e-9), k
+    hp = json.loads((out / "log_hparams.json").read_text())
+    assert hp["seed"] == 3 and hp["command"] == "dermlearn train" and hp["arch"] == "simple_cnn"
+    acc = EventAccumulator(str(out / "runs"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert len(acc.Scalars("epoch/valid_loss")) == len(history)
