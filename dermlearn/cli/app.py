@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import demo, experiment, interpret, lr_find, predict, train
+from .config import expand_config
 
 __all__ = ["main"]
 
@@ -32,8 +33,20 @@ def _version() -> str:
     return f"dermlearn {__version__}"
 
 
+def _with_config(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The commands that take ``--config``, by name."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: p for name, p in sub.choices.items() if any("--config" in a.option_strings for a in p._actions)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = expand_config(argv, _with_config(parser))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"dermlearn {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -100,5 +100,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="corrections applied to every image before training and prediction, in the order given, and "
                         "exported with the model, e.g. --correct illumination colour gamma; '--correct list' lists "
                         "them (each a dermlearn.transforms step with a command-line name)")  # fmt: skip
+    g.add_argument("--config", metavar="FILE",
+                   help="read the options from a TOML (or YAML) file, e.g. the run.toml an earlier run wrote; "
+                        "options on the command line win")  # fmt: skip
     g.add_argument("--out", default="dermlearn-out", help="output folder (default: %(default)s)")
     g.add_argument("--no-bar", action="store_true", help="no progress bars (the table of epochs still prints)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .config import write_config
 from .data_args import data_from_args
 from .figures import save_figure
 from .learner_args import add_train_args, check_arch, learner_for
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also log the run as it goes: csv (log.csv, one row per epoch of every fit, with per-batch "
                         "losses, hyper-parameters and end-of-fit figures beside it) and/or tensorboard (runs/; needs "
                         "pip install 'dermlearn[tensorboard]'), in --out")  # fmt: skip
-    t.set_defaults(func=run)
+    t.set_defaults(func=run, parser=t)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     check_arch(args.arch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_config(args, args.parser, out / "run.toml")  # before training: a run that fails can be rerun too
     data = data_from_args(args)
     print(data)
     learn = learner_for(args, data)
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     res = learn.validate()
     path = learn.export(out / "model.pth", extra={"data": args.data, "seed": args.seed, "lr": lr, "validation": res})
     print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
-    print(f"wrote {path}, history.csv, loss.png" + (", lr_find.png" if args.lr is None else ""))
+    print(f"wrote {path}, run.toml, history.csv, loss.png" + (", lr_find.png" if args.lr is None else ""))
     return 0
 
 
