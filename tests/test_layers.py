@@ -5,10 +5,10 @@ imports the package's ``__init__``, and every module sits in a declared layer.""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
 grimp = pytest.importorskip("grimp", reason="import-linter (dev extra) is not installed")
 
@@ -22,6 +22,10 @@ def graph():
 
 
 def _layers() -> list[str]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10
+        import tomli as tomllib
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
     return [m.strip() for layer in contract["layers"] for m in layer.split("|")]
