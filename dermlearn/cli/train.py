@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="The study's recipe. With --pretrained: LR range test on the frozen body, the new "
                        "head with SGDR, then all layers with discriminative learning rates, SGDR (cycle length "
                        "doubling) and early stopping. From random init: LR range test, then all layers with SGDR "
-                       "and early stopping. Writes model.pth (safe export), history.csv and plots to --out.")  # fmt: skip
+                       "and early stopping. Writes model.pth (safe export), model/ (the same model as safetensors, "
+                       "config.json and a model card), run.toml (the options), history.csv and plots to --out.")  # fmt: skip
     add_train_args(t)
     t.add_argument("--lr", type=float, help="maximum learning rate (default: from the LR range test)")
     t.add_argument("--num-it", type=int, default=100, help="iterations of the LR range test (default: %(default)s)")
@@ -66,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         print(f"temperature scaling on the validation split: T = {learn.calibrate():.3f}")
     res = learn.validate()
-    path = learn.export(out / "model.pth", extra={"data": args.data, "seed": args.seed, "lr": lr, "validation": res})
+    extra = {"data": args.data, "seed": args.seed, "lr": lr, "validation": res}
+    path = learn.export(out / "model.pth", extra=extra)
+    learn.save_pretrained(out / "model", extra=extra)  # the Hugging Face layout, with its model card
     print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
-    print(f"wrote {path}, run.toml, history.csv, loss.png" + (", lr_find.png" if args.lr is None else ""))
+    print(f"wrote {path}, model/ (safetensors, config.json, model card), run.toml, history.csv, loss.png"
+          + (", lr_find.png" if args.lr is None else ""))  # fmt: skip
     return 0
 
 

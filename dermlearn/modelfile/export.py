@@ -1,5 +1,7 @@
 """Safe, portable model files: :func:`export_learner` (``learn.export(path)``) writes one,
-:func:`read_model_file` reads it back (:func:`dermlearn.load_learner` makes a Learner of it).
+:func:`read_export_file` and :func:`rebuild` read it back (:func:`dermlearn.load_learner` makes a
+Learner of it; :mod:`dermlearn.modelfile.pretrained` keeps the same metadata in the
+Hugging Face layout).
 
 One file (torch's zip format) holding only tensors and strings: the model's state dict and
 a JSON document with what is needed to rebuild and use it — architecture, head, classes,
@@ -27,7 +29,7 @@ from dermlearn.models import DermModel, create_model
 from dermlearn.transforms.step import Step, step_from_spec
 from dermlearn.version import __version__
 
-__all__ = ["FORMAT", "ModelFile", "export_learner", "read_model_file"]
+__all__ = ["FORMAT", "ModelFile", "export_learner", "model_metadata", "read_export_file", "rebuild"]
 
 FORMAT = "dermlearn-export"
 VERSION = 2  # 2: 'activation' tells single-label BCE models ('normalized_sigmoid') from multi-label ones
@@ -41,17 +43,13 @@ def _describe_tfms(tfms) -> list[dict[str, Any]]:
     return [t.export_spec() for t in tfms]
 
 
-def export_learner(learn, path: str | os.PathLike, input_size: int | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``learn``'s model and metadata to ``path`` atomically.
-
-    Args:
-        learn: A Learner whose model comes from :func:`dermlearn.create_model`.
-        path: Output file (``.pth`` is usual).
-        input_size: Model input side; default: :attr:`~dermlearn.Learner.input_size` (the resize step, else the stored images' side).
-        extra: More JSON-serialisable metadata to keep (e.g. training settings).
+def model_metadata(learn, input_size: int | None = None, extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """What a model file keeps of ``learn``: the JSON metadata and the model's weights (on
+    the CPU). Shared by :func:`export_learner` and :mod:`dermlearn.modelfile.pretrained`.
 
     Raises:
-        TypeError: the model was not built by ``create_model`` (it could not be rebuilt).
+        TypeError: the model was not built by ``create_model`` (it could not be rebuilt), or
+            a preprocessing step a model file cannot keep.
     """
     model = learn.model.module if isinstance(learn.model, nn.parallel.DistributedDataParallel) else learn.model
     if not isinstance(model, DermModel):
@@ -69,8 +67,23 @@ def export_learner(learn, path: str | os.PathLike, input_size: int | None = None
         "input_size": input_size, "activation": activation, "temperature": float(learn.temperature), "preprocessing": steps,
         "extra": extra or {}, "input_domain": domain.to_dict() if domain is not None else None,
     }  # fmt: skip
-    state = {"format": FORMAT, "meta": json.dumps(meta), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return atomic_torch_save(state, path)
+    return meta, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def export_learner(learn, path: str | os.PathLike, input_size: int | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``learn``'s model and metadata to ``path`` atomically.
+
+    Args:
+        learn: A Learner whose model comes from :func:`dermlearn.create_model`.
+        path: Output file (``.pth`` is usual).
+        input_size: Model input side; default: :attr:`~dermlearn.Learner.input_size` (the resize step, else the stored images' side).
+        extra: More JSON-serialisable metadata to keep (e.g. training settings).
+
+    Raises:
+        TypeError: the model was not built by ``create_model`` (it could not be rebuilt).
+    """
+    meta, weights = model_metadata(learn, input_size, extra)
+    return atomic_torch_save({"format": FORMAT, "meta": json.dumps(meta), "model": weights}, path)
 
 
 def _input_domain(learn):
@@ -100,18 +113,33 @@ class ModelFile:
     meta: dict[str, Any]
 
 
-def read_model_file(path: str | os.PathLike) -> ModelFile:
-    """Read and check a model file written by :func:`export_learner` (no code runs from it).
+def read_export_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The metadata and weights of an :func:`export_learner` file (loaded weights-only).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a dermlearn model file, truncated, tampered, or weights that do not fit.
+        ValueError: not an export file, truncated or tampered.
     """
     state = safe_torch_load(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("meta"), str):
         raise ValueError(f"{path} is not a dermlearn export file (use Learner.load for files written by Learner.save)")
     try:
         meta = json.loads(state["meta"])
+    except ValueError as e:
+        raise ValueError(f"{path}: damaged metadata ({type(e).__name__}: {e})") from e
+    if not isinstance(meta, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path}: damaged file (no metadata table or no weights)")
+    return meta, state["model"]
+
+
+def rebuild(meta: dict[str, Any], weights: dict[str, torch.Tensor], path: str | os.PathLike) -> ModelFile:
+    """The model and its pipeline from a model file's metadata and weights (``path`` names
+    the file in errors).
+
+    Raises:
+        ValueError: damaged metadata, or weights that do not fit.
+    """
+    try:
         arch, n_out, classes = meta["arch"], int(meta["n_out"]), list(meta["classes"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: damaged metadata ({type(e).__name__}: {e})") from e
@@ -119,7 +147,7 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
         raise ValueError(f"{path}: {len(classes)} classes in the metadata but the model has {n_out} outputs")
     model = create_model(arch, n_out, head=meta.get("head", "fastai"), stem=meta.get("stem", "imagenet"))
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as e:
         raise ValueError(f"{path}: the weights do not fit {arch} with {n_out} outputs: {str(e)[:300]}") from e
     model.eval()

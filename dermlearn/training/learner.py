@@ -53,6 +53,7 @@ from dermlearn.interpret.explain import Explanation, explain
 from dermlearn.io import atomic_torch_save, safe_torch_load
 from dermlearn.losses import CrossEntropy, activation_of, decodes_of
 from dermlearn.modelfile.export import export_learner
+from dermlearn.modelfile.pretrained import push_to_hub, save_pretrained
 
 from .checkpoint import load_checkpoint, restore_state
 from .guard import NonFiniteGuard
@@ -822,6 +823,20 @@ class Learner:
         if not is_main_process():  # in a distributed run only rank 0 writes
             return Path(path)
         return export_learner(self, path, input_size, extra)
+
+    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> Path:
+        """Write the model in the Hugging Face layout (``model.safetensors``, ``config.json``,
+        a model card ``README.md``); :func:`dermlearn.load_learner` reads it. See
+        :func:`dermlearn.modelfile.pretrained.save_pretrained` for the keyword arguments."""
+        if not is_main_process():  # in a distributed run only rank 0 writes
+            return Path(folder)
+        return save_pretrained(self, folder, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload :meth:`save_pretrained`'s folder to the Hugging Face hub with
+        ``huggingface_hub`` (extra ``dermlearn[hub]``); see
+        :func:`dermlearn.modelfile.pretrained.push_to_hub`. Returns the commit URL."""
+        return push_to_hub(self, repo_id, **kwargs)
 
     def export_onnx(self, path: str | Path, input_size: int | None = None, exporter: str = "dynamo") -> Path:
         """ONNX inference graph (uint8 images in, probabilities out); see

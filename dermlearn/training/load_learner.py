@@ -8,7 +8,7 @@ import torch
 
 from dermlearn.data.dataloaders import DataLoaders
 from dermlearn.losses import BCEWithLogitsOneHot, CrossEntropy
-from dermlearn.modelfile.export import read_model_file
+from dermlearn.modelfile.read import read_model_file
 
 from .learner import Learner
 
@@ -16,8 +16,10 @@ __all__ = ["load_learner"]
 
 
 def load_learner(path: str | os.PathLike, device: str | torch.device | None = None) -> Learner:
-    """Rebuild an inference Learner from a model file (no code runs from the file; see
-    :mod:`dermlearn.modelfile.export`).
+    """Rebuild an inference Learner from a model file (no code runs from the file): an export
+    file (``learn.export``), a folder or ``.safetensors`` file of ``learn.save_pretrained``, or
+    ``hf://owner/name[@revision]`` (extra ``dermlearn[hub]``; see
+    :mod:`dermlearn.modelfile.pretrained`).
 
     Returns:
         A Learner with the model in eval mode, ``dls.vocab`` and the preprocessing as

@@ -139,7 +139,8 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert "random init, all layers: fit_sgdr(2, 1" in text
     valley = float(re.search(r"valley=(\S+),", text).group(1))
     assert f"-> lr {valley:.2e}" in text  # from scratch the recipe trains at the range test's valley
-    for f in ("model.pth", "history.csv", "loss.png", "lr_find.png"):
+    for f in ("model.pth", "model/model.safetensors", "model/config.json", "model/README.md", "run.toml", "history.csv",
+              "loss.png", "lr_find.png"):
         assert (out / f).is_file(), f
     # a few batches at valley leave this tiny model near chance; for the predictions and
     # heatmaps below, one that has learned something (a given rate skips the range test)
@@ -172,6 +173,12 @@ def test_train_interpret_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert abs(table[["macula", "tumor", "ulcer"]].sum(axis=1) - 1).max() < 1e-5
     assert main(["predict", "--model", str(out / "model.pth"), files[0], str(tmp_path / "bad.png")]) == 3
     assert "bad.png: error" in capsys.readouterr().err
+    # the model/ folder (safetensors, config.json, card) predicts as model.pth does
+    csv_folder = tmp_path / "p_folder.csv"
+    assert main(["predict", "--model", str(out / "model"), *files, "--csv", str(csv_folder)]) == 0
+    capsys.readouterr()
+    assert pd.read_csv(csv_folder).equals(table)
+    assert "| balanced accuracy |" in (out / "model" / "README.md").read_text()
     # field of view, two passes: the full view's and the crop's probabilities averaged
     csv2 = tmp_path / "p2.csv"
     assert main(["predict", "--model", str(out / "model.pth"), *files, "--two-pass", "average", "--csv", str(csv2)]) == 0
