@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--bootstrap", type=int, default=1000,
                    help="resamples for the metrics' 95%% intervals, by group where the data has one; 0: none (default: %(default)s)")
     i.add_argument("--out", default="dermlearn-interpret", help="output folder (default: %(default)s)")
+    i.add_argument("--isic-csv", metavar="PATH",
+                   help="also write the validation predictions as an ISIC challenge submission: image (the file "
+                        "name without its suffix) and one probability column per class")  # fmt: skip
     i.set_defaults(func=run)
 
 
@@ -46,4 +49,21 @@ def run(args: argparse.Namespace) -> int:
     interp = Interpretation.from_learner(learn, dl=dl)
     # resample whole patients (or lesions) where the data has groups: their photos are not independent
     write_interpretation(interp, out, args.min_count, args.pairs, args.k, bootstrap=args.bootstrap, groups=data.groups("valid"))
+    if args.isic_csv:
+        _write_isic_csv(interp, data, Path(args.isic_csv))
     return 0
+
+
+def _write_isic_csv(interp, data, path: Path) -> None:
+    """The validation predictions in the ISIC challenge's submission layout."""
+    import pandas as pd
+
+    from dermlearn.io import atomic_write_text
+
+    paths = data.items["path"].to_numpy()[data.indices("valid")]
+    if len(paths) != len(interp.probs):
+        raise ValueError(f"{len(paths)} validation files but {len(interp.probs)} predictions")
+    table = pd.DataFrame(interp.probs.double().numpy(), columns=interp.vocab)
+    table.insert(0, "image", [Path(p).stem for p in paths])
+    atomic_write_text(table.to_csv(index=False, float_format="%.8f"), path)
+    print(f"wrote {path} (ISIC challenge layout, {len(table)} images)")
