@@ -46,6 +46,7 @@ from dermlearn.callback import (
 from dermlearn.data.dataloaders import DataLoaders
 from dermlearn.distributed import all_gather_cat, all_reduce_sum, init_from_env, is_main_process
 from dermlearn.inference.calibration import calibrate
+from dermlearn.inference.files import FilePredictions, predict_files
 from dermlearn.inference.predict import input_size as _input_size
 from dermlearn.inference.predict import load_item, out_of_domain, predict
 from dermlearn.inference.tta import tta
@@ -717,6 +718,8 @@ class Learner:
             self._do_epoch_validate(dl)
         self._end_cleanup()
         res = gather.result()
+        if res["preds"] is None:
+            raise ValueError("get_preds: the loader gave no batches")
         act = act if act is not None else self.activation
         probs = act(res["preds"].float())
         out: list[Tensor | None] = [probs, res["targets"]]
@@ -775,6 +778,11 @@ class Learner:
         """Why ``item`` looks unlike the training images of a loaded model file; see
         :func:`dermlearn.inference.out_of_domain`."""
         return out_of_domain(self, item, source)
+
+    def predict_files(self, files: Sequence[str | os.PathLike], bs: int = 64, num_workers: int | None = None) -> FilePredictions:
+        """Predict image files in batches, decoded by DataLoader workers; unreadable files are
+        reported, not fatal. See :func:`dermlearn.inference.predict_files`."""
+        return predict_files(self, files, bs, num_workers)
 
     def predict(self, item: Tensor | str | os.PathLike | Image.Image, check_domain: bool = True) -> tuple[str | int, int, Tensor]:
         """Predict one image.
