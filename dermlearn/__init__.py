@@ -62,7 +62,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "training.time_budget": ("TimeBudget",),
     "training.run_logger": ("RunLogger",),
     "training.csv_logger": ("CSVLogger",),
-    "training.tensorboard": ("TensorBoardCallback",),
+    "training.tensorboard_logger": ("TensorBoardCallback",),
+    "training.wandb_logger": ("WandbCallback",),
+    "training.mlflow_logger": ("MLflowCallback",),
     "training.tracker": ("EarlyStopping", "SaveModelCallback", "TrackerCallback"),
 }
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}

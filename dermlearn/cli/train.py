@@ -29,10 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--calibrate", action="store_true",
                    help="fit temperature scaling on the validation split and export it with the model (its calibration "
                         "figures on that split are then optimistic: check them on other images)")  # fmt: skip
-    t.add_argument("--log", nargs="+", choices=["csv", "tensorboard"], default=[], metavar="TRACKER",
-                   help="also log the run as it goes: csv (log.csv, one row per epoch of every fit, with per-batch "
-                        "losses, hyper-parameters and end-of-fit figures beside it) and/or tensorboard (runs/; needs "
-                        "pip install 'dermlearn[tensorboard]'), in --out")  # fmt: skip
+    t.add_argument("--log", nargs="+", choices=["csv", "tensorboard", "wandb", "mlflow"], default=[], metavar="TRACKER",
+                   help="also log the run as it goes: csv (log.csv in --out, one row per epoch of every fit, with "
+                        "per-batch losses, hyper-parameters and end-of-fit figures beside it), tensorboard (--out/runs), "
+                        "wandb (project 'dermlearn'; WANDB_MODE=offline works) and/or mlflow (MLFLOW_TRACKING_URI, "
+                        "with the model as an artifact); the last three need pip install 'dermlearn[NAME]'")  # fmt: skip
     t.set_defaults(func=run, parser=t)
 
 
@@ -70,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     extra = {"data": args.data, "seed": args.seed, "lr": lr, "validation": res}
     path = learn.export(out / "model.pth", extra=extra)
     learn.save_pretrained(out / "model", extra=extra)  # the Hugging Face layout, with its model card
+    for cb in learn.cbs:  # one tracker run for the whole recipe, ended here
+        if hasattr(cb, "finish"):
+            cb.finish()
     print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
     print(f"wrote {path}, model/ (safetensors, config.json, model card), run.toml, history.csv, loss.png"
           + (", lr_find.png" if args.lr is None else ""))  # fmt: skip
@@ -86,7 +90,15 @@ def _loggers(args: argparse.Namespace) -> list:
 
         loggers.append(CSVLogger("log.csv", hparams=hparams))
     if "tensorboard" in args.log:
-        from dermlearn.training.tensorboard import TensorBoardCallback
+        from dermlearn.training.tensorboard_logger import TensorBoardCallback
 
         loggers.append(TensorBoardCallback("runs", hparams=hparams))
+    if "wandb" in args.log:
+        from dermlearn.training.wandb_logger import WandbCallback
+
+        loggers.append(WandbCallback(project="dermlearn", log_model=True, hparams=hparams, dir=args.out))
+    if "mlflow" in args.log:
+        from dermlearn.training.mlflow_logger import MLflowCallback
+
+        loggers.append(MLflowCallback(experiment="dermlearn", log_model=True, hparams=hparams))
     return loggers

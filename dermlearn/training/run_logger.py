@@ -15,7 +15,7 @@ A run logger records, for each ``fit``:
   plot when ``learn.lr_find`` ran before it.
 
 Subclasses write these where their tracker keeps them (:class:`~dermlearn.training.csv_logger.CSVLogger`,
-:class:`~dermlearn.training.tensorboard.TensorBoardCallback`). Under ``torchrun`` only rank 0
+:class:`~dermlearn.training.tensorboard_logger.TensorBoardCallback`). Under ``torchrun`` only rank 0
 logs.
 """
 

@@ -112,3 +112,79 @@ def test_tensorboard_events_hold_the_recorders_values(tmp_path, lesion_dls):
     assert "confusion_matrix" in acc.Tags()["images"]
     text = acc.Tensors("hparams/text_summary")[0].tensor_proto.string_val[0].decode()
     assert '"seed": 7' in text and '"arch": "simple_cnn"' in text
+
+
+def _wandb_records(path):
+    """The records of a W&B run file (``run-*.wandb``): W&B's LevelDB-style log (a 7-byte
+    header, 32 KiB blocks of checksum / length / type / data chunks), each record a
+    ``wandb_internal_pb2.Record``, parsed with W&B's own protobuf definitions."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, block, pending = path.read_bytes(), 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # the block's tail is padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # FULL, LAST
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(pending + chunk)
+            pending = b""
+            yield rec
+        elif kind in (2, 3):  # FIRST, MIDDLE
+            pending += chunk
+
+
+def test_wandb_offline_run_holds_the_recorders_values(tmp_path, lesion_dls, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is not installed: pip install -e '.[wandb]'")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    torch.manual_seed(0)
+    learn = dl.Learner(lesion_dls, dl.create_model("simple_cnn", 4), metrics=[dl.accuracy], progress=False, device="cpu",
+                       path=tmp_path)  # fmt: skip
+    cb = dl.WandbCallback(project="dermlearn-test", dir=str(tmp_path), hparams={"seed": 11})
+    learn.fit(2, lr=3e-3, cbs=[cb])
+    cb.finish()
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    history, config = [], {}
+    for rec in _wandb_records(run_file):
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in rec.history.item})
+        elif kind == "config":
+            config.update({item.key: json.loads(item.value_json) for item in rec.config.update})
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    assert losses == pytest.approx(learn.recorder.losses, rel=1e-9)
+    assert [h["epoch/valid_loss"] for h in history if "epoch/valid_loss" in h] == pytest.approx(learn.recorder.history("valid_loss"), rel=1e-9)
+    media = [p.name for p in run_file.parent.glob("files/media/images/*.png")]
+    assert any(m.startswith("confusion_matrix_") for m in media) and any(m.startswith("gallery_") for m in media)
+    seed = config.get("seed")
+    assert (seed.get("value") if isinstance(seed, dict) else seed) == 11
+
+
+def test_mlflow_local_store_holds_the_recorders_values(tmp_path, lesion_dls, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow is not installed: pip install -e '.[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a local folder store, as a test needs
+    uri = (tmp_path / "mlruns").as_uri()
+    torch.manual_seed(0)
+    learn = dl.Learner(lesion_dls, dl.create_model("simple_cnn", 4), metrics=[dl.accuracy], progress=False, device="cpu",
+                       path=tmp_path)  # fmt: skip
+    cb = dl.MLflowCallback(tracking_uri=uri, experiment="derm", log_model=True, hparams={"seed": 5})
+    learn.fit(2, lr=3e-3, cbs=[cb])
+    run_id = cb.run_id
+    cb.finish()
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["seed"] == "5" and run.data.params["arch"] == "simple_cnn"
+    losses = sorted(client.get_metric_history(run_id, "train/loss"), key=lambda m: m.step)
+    assert [m.value for m in losses] == pytest.approx(learn.recorder.losses, rel=1e-9)
+    valid = sorted(client.get_metric_history(run_id, "epoch/valid_loss"), key=lambda m: m.step)
+    assert [m.value for m in valid] == pytest.approx(learn.recorder.history("valid_loss"), rel=1e-9)
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "figures")}
+    assert {"model", "figures/confusion_matrix.png"} <= artifacts
+    model = client.download_artifacts(run_id, "model/model.pth", str(tmp_path / "dl"))
+    torch.testing.assert_close(dl.load_learner(model).get_preds(dl=lesion_dls.valid)[0], learn.get_preds()[0])
