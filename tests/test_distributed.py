@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent("""
     dls = dl.DataLoaders(train, valid, batch_tfms=[dl.Normalize()], vocab=ds.classes)
     dl.set_seed(0)
     learn = dl.Learner(dls, dl.create_model("simple_cnn", 3), metrics=[dl.accuracy], device="cpu",
-                       cbs=[dl.Checkpoint(os.path.join(out, "ck.pth"))])
+                       cbs=[dl.Checkpoint(os.path.join(out, "ck.pth")),
+                            dl.CSVLogger(os.path.join(out, "log_rank" + os.environ["RANK"] + ".csv"))])
     learn.fit_one_cycle(4, 5e-3)
     probs, targs = learn.get_preds()
     rank = int(os.environ["RANK"])
@@ -57,8 +58,15 @@ def test_two_process_gloo_training(tmp_path):
     # the metric equals the one computed from all gathered predictions (60 validation items)
     assert res[0]["n_preds"] == 60 and res[0]["targets"] == dl.make_lesions(n=240, size=32, n_classes=3, seed=0).labels[180:].tolist()
     assert abs(v0[-1]["accuracy"] - res[0]["gathered_acc"]) < 1e-6
-    # only rank 0 wrote files: one checkpoint, one model; a single process reproduces the metric
+    # only rank 0 wrote files: one checkpoint, one model, one run log (whose end-of-fit figures
+    # needed the predictions of both processes); a single process reproduces the metric
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pth") == ["ck.pth", "model.pth"]
+    logs = {p.name for p in tmp_path.glob("log_rank*")}
+    assert not any(n.startswith("log_rank1") for n in logs)
+    assert {"log_rank0.csv", "log_rank0_batches.csv", "log_rank0_confusion_matrix.png", "log_rank0_hparams.json"} <= logs
+    import pandas as pd
+
+    assert pd.read_csv(tmp_path / "log_rank0.csv")["valid_loss"].tolist() == [v["valid_loss"] for v in v0]
     learn = dl.load_learner(tmp_path / "model.pth", device="cpu")
     ds = dl.make_lesions(n=240, size=32, n_classes=3, seed=0)
     probs, targs = learn.get_preds(dl=TensorLoader(CachedItems(ds.images[180:], ds.labels[180:]), bs=32))

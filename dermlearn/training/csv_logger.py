@@ -27,10 +27,11 @@ class CSVLogger(RunLogger):
     it finished. Beside it: ``<stem>_hparams.json`` (the hyper-parameters of the last fit),
     ``<stem>_batches.csv`` (``step, train_loss, lr_0 .. lr_k`` for every batch) and a PNG per
     end-of-fit figure (``<stem>_confusion_matrix.png``, the leading pair's gallery,
-    ``<stem>_lr_find.png``).
+    ``<stem>_lr_find.png``) and, with ``log_model``, the exported model ``<stem>_model.pth``.
 
     Args:
         fname: The CSV, relative to ``learn.path`` unless absolute (default ``history.csv``).
+        log_model: Export the model (``learn.export``) beside the CSV at the end of each fit.
         append: Add the rows to an existing file (whose header must be this run's) instead of
             replacing it at the first fit, e.g. when a fit resumes from a checkpoint. Later
             fits of the same logger always add to the file: one logger, one run.
@@ -41,9 +42,9 @@ class CSVLogger(RunLogger):
     """
 
     def __init__(self, fname: str | os.PathLike = "history.csv", append: bool = False, hparams: dict[str, Any] | None = None,
-                 figures: bool = True, min_count: int = 1) -> None:  # fmt: skip
+                 figures: bool = True, min_count: int = 1, log_model: bool = False) -> None:  # fmt: skip
         super().__init__(hparams, figures, min_count)
-        self.fname, self.append = Path(fname), append
+        self.fname, self.append, self.log_model = Path(fname), append, log_model
         self._file = self._batches = None
         self._started = False  # a fit of this logger wrote the file: later fits add to it
 
@@ -107,6 +108,8 @@ class CSVLogger(RunLogger):
         for f in (self._file, self._batches):
             if f is not None and not f.closed:
                 f.close()
+        if self.log_model and self._started:
+            self.learn.export(self._beside("model.pth"))
 
     def read_log(self):
         """The CSV as a pandas DataFrame."""

@@ -118,20 +118,22 @@ class RunLogger(Callback):
             self.log_epoch(dict(rec.values[-1]))
 
     def after_fit(self) -> None:
+        interp = None
+        if self.figures and self.learn.dls.valid is not None:
+            # on every process: under torchrun the predictions are gathered from all of them
+            with self.learn.no_bar():
+                interp = Interpretation.from_learner(self.learn)
         if not self._active:
             return
         try:
-            if self.figures and self.learn.dls.valid is not None:
-                self._log_end_figures()
+            if interp is not None:
+                self._log_end_figures(interp)
         finally:
             self.close()
 
-    def _log_end_figures(self) -> None:
+    def _log_end_figures(self, interp: Interpretation) -> None:
         import matplotlib.pyplot as plt
 
-        learn = self.learn
-        with learn.no_bar():
-            interp = Interpretation.from_learner(learn)
         fig = interp.plot_confusion_matrix(title="validation confusion matrix")
         self.log_figure("confusion_matrix", fig)
         plt.close(fig)
@@ -142,7 +144,7 @@ class RunLogger(Callback):
             if fig is not None:
                 self.log_figure(f"gallery_{a}_vs_{b}", fig)
                 plt.close(fig)
-        finder = getattr(learn, "lr_find_result", None)
+        finder = getattr(self.learn, "lr_find_result", None)
         if finder is not None:
             fig = finder.plot()
             self.log_figure("lr_find", fig)

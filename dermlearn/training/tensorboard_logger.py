@@ -17,10 +17,12 @@ class TensorBoardCallback(RunLogger):
     scalars ``train/loss`` and ``train/lr_<group>`` per batch, ``epoch/<name>`` per epoch
     (losses and metrics), the hyper-parameters as text ``hparams`` (JSON) and through
     TensorBoard's hparams plugin (with the last epoch's values), and the end-of-fit figures
-    as images. View with ``tensorboard --logdir <log_dir>``.
+    as images; with ``log_model``, the exported model as ``<log_dir>/model.pth``. View with
+    ``tensorboard --logdir <log_dir>``.
 
     Args:
         log_dir: The folder, relative to ``learn.path`` unless absolute (default ``runs``).
+        log_model: Export the model (``learn.export``) into the folder at the end of each fit.
         hparams, figures, min_count: See :class:`~dermlearn.training.run_logger.RunLogger`.
 
     Raises:
@@ -28,20 +30,20 @@ class TensorBoardCallback(RunLogger):
     """
 
     def __init__(self, log_dir: str | os.PathLike = "runs", hparams: dict[str, Any] | None = None, figures: bool = True,
-                 min_count: int = 1) -> None:  # fmt: skip
+                 min_count: int = 1, log_model: bool = False) -> None:  # fmt: skip
         try:
             import tensorboard  # noqa: F401
         except ImportError as e:
             raise ImportError("TensorBoardCallback needs tensorboard: pip install 'dermlearn[tensorboard]'") from e
         super().__init__(hparams, figures, min_count)
-        self.log_dir = Path(log_dir)
+        self.log_dir, self.log_model = Path(log_dir), log_model
         self.writer = None
 
     def log_hparams(self, hparams: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        log_dir = self.log_dir if self.log_dir.is_absolute() else Path(self.learn.path) / self.log_dir
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self._dir = self.log_dir if self.log_dir.is_absolute() else Path(self.learn.path) / self.log_dir
+        self.writer = SummaryWriter(log_dir=str(self._dir))
         self.writer.add_text("hparams", "```json\n" + json.dumps(hparams, indent=1) + "\n```", self.step)
         self._hparams = hparams
 
@@ -71,3 +73,5 @@ class TensorBoardCallback(RunLogger):
             self.writer.add_hparams(flat, metrics, run_name=".")
         self.writer.close()
         self.writer = None
+        if self.log_model:
+            self.learn.export(self._dir / "model.pth")

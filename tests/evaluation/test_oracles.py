@@ -85,6 +85,19 @@ def test_tied_top_scores_differ_by_convention():
     assert float(dl.balanced_accuracy(probs, targets)) > isic_metrics.balanced_multiclass_accuracy(truth, pred, w)
 
 
+def test_on_tied_top_scores_dermlearn_follows_medmnists_evaluator():
+    """The field has two conventions for tied top scores; dermlearn keeps MedMNIST's (the
+    first of the tied classes, numpy's argmax), which its DermaMNIST results are compared
+    under, and which torchmetrics shares."""
+    evaluator = pytest.importorskip("medmnist.evaluator", reason="medmnist (dev extra) is not installed")
+    probs, targets = _random(350, 2, ties=True)
+    assert ((probs == probs.max(-1, keepdim=True).values).sum(-1) > 1).sum() > 20
+    acc = evaluator.getACC(targets.numpy(), probs.numpy(), "multi-class")
+    assert float(dl.accuracy(probs, targets)) == pytest.approx(acc, abs=1e-7)
+    tm = torchmetrics.classification.MulticlassRecall(num_classes=C, average="macro")(probs.float(), targets)
+    assert float(dl.balanced_accuracy(probs, targets)) == pytest.approx(float(tm), abs=1e-6)
+
+
 def test_per_class_sensitivity_and_specificity_at_the_argmax():
     """ISIC scores sensitivity and specificity per category at probability > 0.5; dermlearn
     at the argmax. With the argmax as one-hot predictions the two agree."""

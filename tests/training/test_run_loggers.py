@@ -81,11 +81,12 @@ def test_a_crashed_run_keeps_every_finished_epoch(tmp_path):
     assert [r["epoch"] for r in _rows(tmp_path / "history.csv")] == ["0", "1"]
 
 
-def test_end_of_fit_figures(tmp_path, lesion_dls):
+def test_end_of_fit_figures_and_model(tmp_path, lesion_dls):
     torch.manual_seed(0)
     learn = dl.Learner(lesion_dls, dl.create_model("simple_cnn", 4), progress=False, device="cpu", path=tmp_path)
     learn.lr_find(num_it=10, show_plot=False)
-    learn.fit(1, lr=1e-3, cbs=[dl.CSVLogger()])
+    learn.fit(1, lr=1e-3, cbs=[dl.CSVLogger(log_model=True)])
+    torch.testing.assert_close(dl.load_learner(tmp_path / "history_model.pth").get_preds(dl=lesion_dls.valid)[0], learn.get_preds()[0])
     pngs = sorted(p.name for p in tmp_path.glob("history_*.png"))
     assert "history_confusion_matrix.png" in pngs and "history_lr_find.png" in pngs
     assert any(p.startswith("history_gallery_") for p in pngs)  # an untrained model confuses some pair
@@ -99,7 +100,8 @@ def test_tensorboard_events_hold_the_recorders_values(tmp_path, lesion_dls):
     torch.manual_seed(0)
     learn = dl.Learner(lesion_dls, dl.create_model("simple_cnn", 4), metrics=[dl.accuracy], progress=False, device="cpu",
                        path=tmp_path)  # fmt: skip
-    learn.fit_sgdr(2, 1, lr_max=3e-3, cbs=[dl.TensorBoardCallback(hparams={"seed": 7})])
+    learn.fit_sgdr(2, 1, lr_max=3e-3, cbs=[dl.TensorBoardCallback(hparams={"seed": 7}, log_model=True)])
+    assert dl.load_learner(tmp_path / "runs" / "model.pth").meta["arch"] == "simple_cnn"
     assert any((tmp_path / "runs").glob("events.out.tfevents.*"))
     acc = EventAccumulator(str(tmp_path / "runs"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
