@@ -70,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
     res = learn.validate()
     extra = {"data": args.data, "seed": args.seed, "lr": lr, "validation": res}
     path = learn.export(out / "model.pth", extra=extra)
-    learn.save_pretrained(out / "model", extra=extra)  # the Hugging Face layout, with its model card
+    # the Hugging Face layout; its model card reports the metrics per skin type and body region where the data has them
+    valid = data.indices("valid")
+    groups = {name: data.items[col].astype(str).to_numpy()[valid].tolist()
+              for col, name in (("fitzpatrick", "Fitzpatrick skin type"), ("region", "body region")) if col in data.items.columns}  # fmt: skip
+    learn.save_pretrained(out / "model", extra=extra, groups=groups or None)
     for cb in learn.cbs:  # one tracker run for the whole recipe, ended here
         if hasattr(cb, "finish"):
             cb.finish()

@@ -38,8 +38,8 @@ SMALL_GROUP = 30  # groups with fewer validation images are marked too few to re
 
 
 def save_pretrained(learn, folder: str | os.PathLike, input_size: int | None = None, extra: dict[str, Any] | None = None,
-                    card: bool = True, groups: Sequence[Any] | None = None, group_name: str = "group",
-                    bootstrap: int = 1000) -> Path:  # fmt: skip
+                    card: bool = True, groups: Sequence[Any] | dict[str, Sequence[Any]] | None = None,
+                    group_name: str = "group", bootstrap: int = 1000) -> Path:  # fmt: skip
     """Write ``learn``'s model to ``folder`` (created; each file written atomically).
 
     Args:
@@ -48,9 +48,10 @@ def save_pretrained(learn, folder: str | os.PathLike, input_size: int | None = N
         input_size, extra: As for ``learn.export``.
         card: Write the model card ``README.md`` (its metrics cost a pass over the validation
             set and ``bootstrap`` resamples).
-        groups: One value per validation image (e.g. Fitzpatrick skin type or body region)
-            for a table of the metrics per group in the card.
-        group_name: What the groups are, for the card.
+        groups: One value per validation image (e.g. Fitzpatrick skin type) for a table of
+            the metrics per group in the card; or several such lists by name
+            (``{"Fitzpatrick skin type": [...], "region": [...]}``), a table each.
+        group_name: What the groups are, for the card (with a single list).
         bootstrap: Resamples of the card's 95% intervals (BCa); 0 leaves the intervals out.
 
     Returns:
@@ -159,8 +160,8 @@ def _score(metric, probs: torch.Tensor, targets: torch.Tensor, n: int) -> str:
     return _fmt(float(metric(probs, targets)))
 
 
-def model_card(learn, meta: dict[str, Any], groups: Sequence[Any] | None = None, group_name: str = "group",
-               bootstrap: int = 1000) -> str:  # fmt: skip
+def model_card(learn, meta: dict[str, Any], groups: Sequence[Any] | dict[str, Sequence[Any]] | None = None,
+               group_name: str = "group", bootstrap: int = 1000) -> str:  # fmt: skip
     """The ``README.md`` of :func:`save_pretrained`: intended use and limits, training data,
     validation metrics with 95% BCa intervals (overall, per class, per group), the
     preprocessing the model applies, and how to load it."""
@@ -202,12 +203,13 @@ def model_card(learn, meta: dict[str, Any], groups: Sequence[Any] | None = None,
         for c, name in enumerate(classes):
             recall = lambda p, t, c=c: per_class_recall(p, t)[c]  # noqa: E731
             lines.append(f"| {name} | {int(counts[c])} | {_score(recall, probs, targets, bootstrap if counts[c] > 0 else 0)} |")
-        if groups is not None:
-            if len(groups) != n:
-                raise ValueError(f"groups has {len(groups)} values for {n} validation images")
-            lines += ["", f"### By {group_name}", "", f"| {group_name} | images | accuracy | balanced accuracy |", "|---|---|---|---|"]
-            for g in sorted({str(v) for v in groups}):
-                idx = torch.tensor([i for i, v in enumerate(groups) if str(v) == g])
+        tables = groups if isinstance(groups, dict) else ({group_name: groups} if groups is not None else {})
+        for name, values in tables.items():
+            if len(values) != n:
+                raise ValueError(f"groups has {len(values)} values for {n} validation images")
+            lines += ["", f"### By {name}", "", f"| {name} | images | accuracy | balanced accuracy |", "|---|---|---|---|"]
+            for g in sorted({str(v) for v in values}):
+                idx = torch.tensor([i for i, v in enumerate(values) if str(v) == g])
                 if len(idx) < SMALL_GROUP:
                     lines.append(f"| {g} | {len(idx)} | too few to read | too few to read |")
                     continue

@@ -108,3 +108,6 @@ def test_model_card_says_what_the_model_is_for_and_how_well_it_does(trained, tmp
     assert "In order: resize(size=32), normalize(" in card
     with pytest.raises(ValueError, match="groups has 2 values for"):
         trained.save_pretrained(tmp_path / "other", groups=["a", "b"])
+    both = trained.save_pretrained(tmp_path / "both", bootstrap=0, groups={"skin type": groups, "region": ["arm"] * n})
+    card = (both / CARD).read_text()
+    assert "### By skin type" in card and "### By region" in card and f"| arm | {n} |" in card
