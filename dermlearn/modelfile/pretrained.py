@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from dermlearn.evaluation.bootstrap import bootstrap_ci
 from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc
@@ -57,8 +59,6 @@ def save_pretrained(learn, folder: str | os.PathLike, input_size: int | None = N
     Returns:
         The folder.
     """
-    from safetensors.torch import save
-
     meta, weights = model_metadata(learn, input_size, extra)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,18 +98,15 @@ def read_pretrained(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         FileNotFoundError: a missing folder, file, or hub model not in the cache offline.
         ValueError: not a dermlearn model, truncated or edited files.
     """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     source = str(path)
     folder = _from_hub(source) if source.startswith(HUB) else Path(path)
     weights_file = folder / WEIGHTS if folder.is_dir() else folder
     if not weights_file.is_file():
         raise FileNotFoundError(f"{source}: no {WEIGHTS}" if folder.is_dir() else f"{source}: no such file")
     try:
-        with safe_open(str(weights_file), framework="pt") as f:
+        with safe_open(str(weights_file), framework="pt") as f:  # one read for the header and the tensors
             header = f.metadata() or {}
-        weights = load_file(str(weights_file))
+            weights = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{weights_file}: damaged weights file ({e})") from e
     config_file = weights_file.with_name(CONFIG)
@@ -152,6 +149,15 @@ def _fmt(value: float, low: float | None = None, high: float | None = None) -> s
     if not math.isfinite(value):
         return "n/a"
     return f"{value:.3f}" if low is None or not math.isfinite(low) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _recall_of(c: int):
+    """The recall of class ``c`` as a scalar metric, for the bootstrap."""
+
+    def recall(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return per_class_recall(probs, targets)[c]
+
+    return recall
 
 
 def _score(metric, probs: torch.Tensor, targets: torch.Tensor, n: int) -> str:
@@ -201,8 +207,7 @@ def model_card(learn, meta: dict[str, Any], groups: Sequence[Any] | dict[str, Se
                   "| class | images | recall (sensitivity) |", "|---|---|---|"]  # fmt: skip
         counts = torch.bincount(targets.long(), minlength=len(classes)) if targets.ndim == 1 else targets.sum(0).long()
         for c, name in enumerate(classes):
-            recall = lambda p, t, c=c: per_class_recall(p, t)[c]  # noqa: E731
-            lines.append(f"| {name} | {int(counts[c])} | {_score(recall, probs, targets, bootstrap if counts[c] > 0 else 0)} |")
+            lines.append(f"| {name} | {int(counts[c])} | {_score(_recall_of(c), probs, targets, bootstrap if counts[c] > 0 else 0)} |")
         tables = groups if isinstance(groups, dict) else ({group_name: groups} if groups is not None else {})
         for name, values in tables.items():
             if len(values) != n:

@@ -29,14 +29,14 @@ from dermlearn.distributed import is_main_process
 from dermlearn.interpret.interpretation import Interpretation
 from dermlearn.losses import activation_name
 
+from .schedule import ParamScheduler
+
 __all__ = ["RunLogger", "run_hparams"]
 
 
 def run_hparams(learn) -> dict[str, Any]:
     """The hyper-parameters of ``learn``'s current fit, as JSON-friendly values (call it in or
     after ``before_fit``)."""
-    from .schedule import ParamScheduler
-
     model = learn.model
     dls = learn.dls
     scheduler = next((cb for cb in learn.cbs if isinstance(cb, ParamScheduler)), None)
