@@ -107,9 +107,11 @@ class _StopAfter(Callback):
             raise CancelFitException()
 
 
-def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print) -> tuple[dict, list[dict], pd.DataFrame]:
+def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None
+             ) -> tuple[dict, list[dict], pd.DataFrame]:  # fmt: skip
     """Train and score one seed: its results row, per-epoch history and test predictions
-    (one row per test image: target and each class's probability)."""
+    (one row per test image: target and each class's probability). ``cbs`` are added to the
+    SGDR fit (e.g. to keep each epoch's weights for a benchmark's curves)."""
     set_seed(seed)
     augment = BatchAugment(args.size, max_rotate=args.rotate, max_zoom=1.2, max_warp=0.1, seed=seed,
                            mean=IMAGENET_MEAN, std=IMAGENET_STD)  # fmt: skip
@@ -140,7 +142,7 @@ def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print) -> 
     # the epoch with the best validation accuracy is kept; nothing stops early but the budget
     best = EarlyStopping(monitor="accuracy", patience=10**9, restore_best_weights=True)
     before_fit = time.perf_counter() - t0  # the range test and the timing pass
-    learn.fit_sgdr(cycles, cycle_len, lr_max=lr, cycle_mult=2, cbs=[best, TimeBudget(budget)])
+    learn.fit_sgdr(cycles, cycle_len, lr_max=lr, cycle_mult=2, cbs=[best, TimeBudget(budget), *(cbs or [])])
     train_s = time.perf_counter() - t0
     probs, targets = learn.get_preds(dl=data.test_dl(bs=256, size=args.size, presize=args.size))
     row = {"seed": seed, "arch": args.arch, "stem": stem_label, "lr": lr, "cycles": cycles, "cycle_len": cycle_len,
