@@ -12,13 +12,14 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "safe_torch_load"]
+__all__ = ["atomic_path", "atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "safe_torch_load"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -29,15 +30,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     would give: those of the file it replaces, or ``0o666`` less the umask (a temporary
     file's private ``0o600`` would hide models and results from the rest of a team).
     """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+    return Path(path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """The name of a new, empty temporary file beside ``path``, for writers that need a file
+    name rather than a file object (a memory map, a library that opens the file itself).
+
+    When the ``with`` block ends without error the file is fsync'ed and renamed over
+    ``path``; on any error it is removed and ``path`` is untouched. Permissions as
+    :func:`atomic_write`.
+
+    Example::
+
+        with atomic_path("cache/images.npy") as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, 64, 64))
+            ...  # fill arr
+            arr.flush()
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path)
+    os.close(fd)
     try:
         if path.exists():
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -52,7 +74,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.close(dfd)
     except OSError:
         pass
-    return path
 
 
 def _create_temp(path: Path) -> tuple[int, str]:

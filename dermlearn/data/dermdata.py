@@ -237,9 +237,13 @@ class DermData:
         return cls(pd.concat([train, test.assign(split="test")], ignore_index=True), name="CIFAR-10")
 
     # ------------------------------------------------------------------ decoding
-    def images(self, presize: int, cache_dir: str | os.PathLike | None | bool = True, skip_bad: bool = False, progress: bool = True) -> Tensor:
+    def images(self, presize: int, cache_dir: str | os.PathLike | None | bool = True, skip_bad: bool = False, progress: bool = True,
+               memory_map: bool = True) -> Tensor:  # fmt: skip
         """All images decoded and presized to ``presize``: uint8 ``(N, 3, P, P)``, decoded
-        once per presize (and cached on disk unless ``cache_dir=False``).
+        once per presize and cached on disk unless ``cache_dir=False``. The disk cache is
+        memory-mapped (``memory_map=False``: read whole into memory): a dataset larger than
+        the memory trains from disk, and processes on one machine share one copy. The first
+        call for a presize decides; later calls return what it loaded.
 
         Raises:
             ValueError: unreadable files, all listed with their reasons (unless
@@ -247,7 +251,7 @@ class DermData:
         """
         if presize not in self._cache:
             folder = None if cache_dir is False else (default_cache_dir() / "images" if cache_dir in (True, None) else Path(cache_dir))
-            imgs, errors = decode_all(self.items["path"].tolist(), presize, folder, progress=progress)
+            imgs, errors = decode_all(self.items["path"].tolist(), presize, folder, progress=progress, memory_map=memory_map)
             self._cache[presize] = (imgs, errors)
         imgs, errors = self._cache[presize]
         if errors:
@@ -290,8 +294,8 @@ class DermData:
     def _items(self, imgs: Tensor, idx: np.ndarray) -> CachedItems:
         meta_cols = [c for c in self.items.columns if c not in ("path", "label", "_row")]
         meta = self.items.iloc[idx][meta_cols].to_dict("records")
-        t = torch.from_numpy(idx)
-        return CachedItems(imgs.index_select(0, t), torch.from_numpy(self.y[idx]), meta, self.items["path"].iloc[idx].tolist())
+        # the split's items are rows of the decode cache: batches gather from it, no copy
+        return CachedItems(imgs, torch.from_numpy(self.y[idx]), meta, self.items["path"].iloc[idx].tolist(), rows=torch.from_numpy(idx))
 
     # ------------------------------------------------------------------ loaders
     def class_weights(self, power: float = 1.0, beta: float | None = None) -> Tensor:

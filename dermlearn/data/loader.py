@@ -19,18 +19,45 @@ class CachedItems:
     """Indexable view of cached images and labels (what ``loader.dataset`` returns).
 
     ``items[i]`` is ``(image uint8 (3, P, P), label)``; ``meta`` holds one dict per item.
+
+    Args:
+        images: uint8 ``(M, 3, P, P)``: the items' images, or with ``rows`` a store the items
+            are rows of (e.g. a whole dataset's memory-mapped decode cache, shared by its
+            splits and by every process that maps the same file).
+        labels: int64 ``(N,)``.
+        meta: One dict per item.
+        paths: One file path per item.
+        rows: int ``(N,)``: item ``i`` is ``images[rows[i]]`` (None: ``M == N``, item ``i`` is
+            ``images[i]``). Batches then gather from the store without a copy of the split.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, meta: Sequence[dict[str, Any]] | None = None, paths: Sequence[str] | None = None) -> None:
-        self.images, self.labels = images, labels
+    def __init__(self, images: Tensor, labels: Tensor, meta: Sequence[dict[str, Any]] | None = None, paths: Sequence[str] | None = None,
+                 rows: Tensor | np.ndarray | None = None) -> None:  # fmt: skip
+        self.store, self.labels = images, labels
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.int64)
+        if self.rows is not None and len(self.rows) != len(labels):
+            raise ValueError(f"rows has {len(self.rows)} entries for {len(labels)} labels")
+        if self.rows is None and len(images) != len(labels):
+            raise ValueError(f"{len(images)} images for {len(labels)} labels")
         self.meta = list(meta) if meta is not None else [{} for _ in range(len(labels))]
         self.paths = list(paths) if paths is not None else None
+
+    @property
+    def images(self) -> Tensor:
+        """The items' images, uint8 ``(N, 3, P, P)`` (a copy gathered from the store when the
+        items are rows of it: for inspection, not for a loop over a large dataset)."""
+        return self.store if self.rows is None else self.store.index_select(0, self.rows.to(self.store.device))
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The images and labels of items ``idx`` (int64 ``(B,)``): ``(B, 3, P, P)``, ``(B,)``."""
+        rows = idx if self.rows is None else self.rows.index_select(0, idx.cpu())
+        return self.store.index_select(0, rows.to(self.store.device)), self.labels.index_select(0, idx.to(self.labels.device))
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.images[i], self.labels[i]
+        return self.store[i if self.rows is None else int(self.rows[i])], self.labels[i]
 
 
 class TensorLoader:
@@ -90,11 +117,8 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = torch.from_numpy(self._order())
         self.epoch += 1
-        images, labels = self.dataset.images, self.dataset.labels
-        order = order.to(images.device)
         for k in range(len(self)):
-            idx = order[k * self.bs : (k + 1) * self.bs]
-            x, y = images.index_select(0, idx), labels.index_select(0, idx.to(labels.device))
+            x, y = self.dataset.gather(order[k * self.bs : (k + 1) * self.bs])
             if self.pin_memory and x.device.type == "cpu":
                 x, y = x.pin_memory(), y.pin_memory()
             yield x, y
