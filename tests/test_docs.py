@@ -41,13 +41,12 @@ def test_every_example_page_checks_what_it_shows():
 
 
 @pytest.mark.parametrize("page", EXAMPLES, ids=[str(p.relative_to(DOCS)) for p in EXAMPLES])
-def test_docs_example_runs(page, tmp_path, monkeypatch):
+def test_docs_example_runs(public_data_cache, page, tmp_path, monkeypatch):
     """A page's blocks run in order in one namespace, in an empty folder, as a reader would."""
     blocks = python_blocks(page.read_text())
     if any(re.search(r"^(from|import) fastai", b, flags=re.M) for b in blocks):
         pytest.importorskip("fastai", reason=f"{page.name} uses fastai, which is not installed: pip install -e '.[fastai]'")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     ns: dict = {"__name__": "__docs__"}
     for i, code in enumerate(blocks):
         exec(compile(code, f"{page.relative_to(REPO)} (block {i + 1})", "exec"), ns)

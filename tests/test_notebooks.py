@@ -36,14 +36,13 @@ def test_notebooks_are_what_their_generator_writes():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, monkeypatch):
+def test_notebook_runs(public_data_cache, path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     needed = (data_dir() / NEEDS_DATA[path.name]).resolve() if path.name in NEEDS_DATA else None
     if needed is not None and not needed.exists():
         pytest.skip(f"{path.name} needs {needed}, which is not there")
     monkeypatch.setenv("DERMLEARN_SMALL", "1")
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DERMLEARN_DATA", str(data_dir().resolve()))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)

@@ -48,11 +48,10 @@ def test_seed_interval_is_students_t():
     assert np.isnan(t_interval([0.7])[1])
 
 
-def test_dermamnist_experiment_smoke(tmp_path, monkeypatch):
+def test_dermamnist_experiment_smoke(public_data_cache, tmp_path, monkeypatch):
     """A toy run end to end: trains, scores the test split once, writes the table with the
     published rows and the test predictions, whose ACC / AUC the table repeats."""
     require_data("dermamnist.tar.gz")
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     from dermlearn.experiments.dermamnist import main
 
     out = tmp_path / "res"

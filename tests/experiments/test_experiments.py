@@ -26,11 +26,10 @@ def _config(path):
     return cfg
 
 
-def test_experiment_subcommand_quick(tmp_path, monkeypatch, capsys):
+def test_experiment_subcommand_quick(public_data_cache, tmp_path, monkeypatch, capsys):
     from tests.helpers import require_data
 
     require_data("pad-ufes-20", "labels.csv")
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     assert main(["experiment", "photometric", "--quick", "--out", str(tmp_path / "res")]) == 0
     assert (tmp_path / "res" / "results.md").read_text().startswith("| model |") and "| model |" in capsys.readouterr().out
     import pandas as pd
@@ -46,7 +45,7 @@ def test_experiment_subcommand_quick(tmp_path, monkeypatch, capsys):
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
-def test_architectures_and_cifar_speedup_experiments_quick(tmp_path, monkeypatch):
+def test_architectures_and_cifar_speedup_experiments_quick(public_data_cache, tmp_path, monkeypatch):
     import pandas as pd
 
     from dermlearn.experiments import architectures, cifar_speedup
@@ -54,7 +53,6 @@ def test_architectures_and_cifar_speedup_experiments_quick(tmp_path, monkeypatch
 
     require_data("pad-ufes-20", "labels.csv")
     require_data("cifar10.tar.gz")
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     assert architectures.main(["--quick", "--archs", "simple_cnn", "--out", str(tmp_path / "a")]) == 0
     t = pd.read_csv(tmp_path / "a" / "results.csv")
     assert list(t["architecture"]) == ["simple_cnn"] and t["epochs"].item() >= 1
@@ -71,7 +69,7 @@ def test_architectures_and_cifar_speedup_experiments_quick(tmp_path, monkeypatch
     assert (tmp_path / "c" / "results.md").read_text().startswith("| architecture |")
 
 
-def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
+def test_mitigation_experiment_quick(public_data_cache, tmp_path, monkeypatch, capsys):
     import pandas as pd
 
     from dermlearn.experiments.mitigation import ARMS, moved_pairs, pair_counts, paired_differences
@@ -92,9 +90,8 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     assert d["Δ balanced accuracy"] == pytest.approx(0.15)
 
     require_data("pad-ufes-20", "labels.csv")
-    monkeypatch.setenv("DERMLEARN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "mit"
-    assert main(["experiment", "mitigation", "--quick", "--out", str(out)]) == 0
+    assert main(["experiment", "mitigation", "--quick", "--epochs", "2", "--size", "48", "--out", str(out)]) == 0
     table = pd.read_csv(out / "results.csv")
     assert list(table["arm"]) == list(ARMS) and "accuracy sd" not in table  # one seed: no spread to report
     assert table["accuracy"].between(0, 1).all() and table["balanced accuracy"].between(0, 1).all() and table["AUC"].between(0, 1).all()
@@ -102,7 +99,7 @@ def test_mitigation_experiment_quick(tmp_path, monkeypatch, capsys):
     assert (pairs.sum(axis=1).astype(int) == table.set_index("arm")["errors"]).all()  # every error is in one pair
     assert _config(out)["n_valid"] == [116]
     hist = pd.read_csv(out / "history.csv")
-    assert set(hist["arm"]) == set(ARMS) and len(hist) == 3 * len(ARMS)  # 3 epochs per arm
+    assert set(hist["arm"]) == set(ARMS) and len(hist) == 2 * len(ARMS)  # 2 epochs per arm
     assert (out / "results.png").stat().st_size > 5000
     assert "| arm | accuracy |" in capsys.readouterr().out
 
