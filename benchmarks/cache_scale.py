@@ -15,7 +15,7 @@ pages are ``RssFile``, the page cache's, shared by every process mapping the fil
 Combinations whose in-memory copies would not fit in the available memory are skipped and
 say so.
 
-    python benchmarks/cache_scale.py [--sizes 1000 10000 50000 100000] [--px 224] [--folder /tmp/dermlearn-scale]
+    python benchmarks/cache_scale.py [--sizes 1000 10000 50000 100000] [--px 224] [--folder DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 50_000, 100_000])
     ap.add_argument("--px", type=int, default=224)
-    ap.add_argument("--folder", default="/tmp/dermlearn-scale", help="where the generated file goes (GBs)")
+    ap.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "dermlearn-scale"),
+                    help="where the generated file goes, 15 GB at 100k images (default: %(default)s)")
     ap.add_argument("--out", default=None, help="write results.csv here")
     args = ap.parse_args()
     file = make_file(Path(args.folder), max(args.sizes), args.px)
