@@ -48,10 +48,15 @@ class CachedItems:
         items are rows of it: for inspection, not for a loop over a large dataset)."""
         return self.store if self.rows is None else self.store.index_select(0, self.rows.to(self.store.device))
 
+    def store_rows(self, idx: Tensor) -> Tensor:
+        """The rows of the store that hold items ``idx`` (int64 ``(B,)`` on the CPU), on the
+        store's device."""
+        rows = idx if self.rows is None else self.rows.index_select(0, idx)
+        return rows.to(self.store.device)
+
     def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """The images and labels of items ``idx`` (int64 ``(B,)``): ``(B, 3, P, P)``, ``(B,)``."""
-        rows = idx if self.rows is None else self.rows.index_select(0, idx.cpu())
-        return self.store.index_select(0, rows.to(self.store.device)), self.labels.index_select(0, idx.to(self.labels.device))
+        """The images and labels of items ``idx`` (int64 ``(B,)`` on the CPU): ``(B, 3, P, P)``, ``(B,)``."""
+        return self.store.index_select(0, self.store_rows(idx)), self.labels.index_select(0, idx.to(self.labels.device))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -117,8 +122,12 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = torch.from_numpy(self._order())
         self.epoch += 1
+        # the epoch's store rows and labels, moved to their devices once (not once a batch)
+        items = self.dataset
+        rows, labels = items.store_rows(order), items.labels.index_select(0, order.to(items.labels.device))
         for k in range(len(self)):
-            x, y = self.dataset.gather(order[k * self.bs : (k + 1) * self.bs])
+            batch = slice(k * self.bs, (k + 1) * self.bs)
+            x, y = items.store.index_select(0, rows[batch]), labels[batch]
             if self.pin_memory and x.device.type == "cpu":
                 x, y = x.pin_memory(), y.pin_memory()
             yield x, y
