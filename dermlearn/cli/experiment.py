@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run)
 
 
-EXPERIMENTS = ("photometric", "mitigation", "architectures", "cifar-speedup", "analysis", "dermamnist")
+EXPERIMENTS = ("photometric", "mitigation", "architectures", "cifar-speedup", "analysis", "dermamnist", "dermamnist-balancing",
+               "dermamnist-transfer")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,8 +31,8 @@ class DataLoaders:
             replaces ``batch_tfms`` in training, so it can fuse normalisation into its
             last pass). Test-time augmentation uses it too.
         vocab: Class names in index order.
-        cbs: Callbacks the data needs in training (e.g. dynamic class balancing); a
-            Learner adds them.
+        cbs: Callbacks the data needs in training (e.g. dynamic class balancing); each
+            Learner built on these loaders adds its own copy (``learn.dynamic_balance``).
         class_weights: Optional per-class loss weights ``(C,)`` (inverse frequency).
         name: The data's name (e.g. ``'PAD-UFES-20'``), kept in exported model files.
         modality: ``'clinical'`` or ``'dermoscopic'`` where known (see

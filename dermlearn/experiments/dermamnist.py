@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import numpy as np
@@ -39,7 +40,7 @@ from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 from .options import parse_args
 from .record import Record
 
-__all__ = ["PUBLISHED", "main", "plan_cycles", "t_interval"]
+__all__ = ["PUBLISHED", "main", "plan_cycles", "run_seed", "score_test", "t_interval", "train_seed"]
 
 # published DermaMNIST test results at 28 px (ACC, AUC)
 PUBLISHED = [
@@ -107,29 +108,63 @@ class _StopAfter(Callback):
             raise CancelFitException()
 
 
-def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None
-             ) -> tuple[dict, list[dict], pd.DataFrame]:  # fmt: skip
-    """Train and score one seed: its results row, per-epoch history and test predictions
-    (one row per test image: target and each class's probability). ``cbs`` are added to the
-    SGDR fit (e.g. to keep each epoch's weights for a benchmark's curves)."""
+def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None,
+               pretrained: str | os.PathLike | None = None, two_phase: bool = False) -> tuple[Learner, dict, list[dict]]:  # fmt: skip
+    """Train one seed within ``args.budget_min`` minutes (range test included); returns the
+    learner (its weights those of the best validation epoch), the training facts of the
+    results row and the per-epoch history (``phase`` 'head' or 'all', ``train_s`` the
+    minutes since the range test began, in seconds).
+
+    Args:
+        data: Training and validation splits (the test split is not touched).
+        args: The experiment's options (``arch``, ``stem``, ``size``, ``bs``, ``budget_min``,
+            ``lr_mult``, ``lr_find_iters``, ``probe_batches``, ``rotate``,
+            ``label_smoothing``, ``balance``, ``weight_power``, ``head_cycles``, ``table``).
+        seed: Seed of the initial weights (those not loaded), sampling and augmentation.
+        log: Where the progress lines go.
+        cbs: Callbacks added to the main SGDR fit (e.g. a benchmark's per-epoch snapshots).
+        pretrained: A weights file for the body (``create_model(..., pretrained=path)``);
+            None: random initialisation.
+        two_phase: The study's fine-tuning recipe: the range test on the frozen body, the
+            new head alone (``args.head_cycles`` SGDR cycles of 1, 2.. epochs), then every
+            layer with discriminative rates ``slice(lr / 100, lr / 10)``. False: every layer
+            at the range test's rate from the start.
+    """
     set_seed(seed)
     augment = BatchAugment(args.size, max_rotate=args.rotate, max_zoom=1.2, max_warp=0.1, seed=seed,
                            mean=IMAGENET_MEAN, std=IMAGENET_STD)  # fmt: skip
     dls = data.dls(bs=args.bs, size=args.size, presize=args.size, augment=augment, balance=args.balance, seed=seed,
                    progress=False)  # fmt: skip
     stem = default_stem(args.arch, args.size) if args.stem == "auto" else args.stem
-    stem_label = stem if args.arch in STEM_CHOICE else "3x3 (its own)"  # ResNet-20/32/56: a small-image stem by design
-    learn = Learner(dls, create_model(args.arch, data.c, stem=stem), loss_func=CrossEntropy(label_smoothing=args.label_smoothing),
+
+    def model() -> torch.nn.Module:
+        return create_model(args.arch, data.c, stem=stem, pretrained=pretrained if pretrained is not None else False)
+
+    weight = data.class_weights(power=getattr(args, "weight_power", 1.0)) if args.balance == "loss" else None
+    learn = Learner(dls, model(), loss_func=CrossEntropy(label_smoothing=args.label_smoothing, weight=weight),
                     metrics=[accuracy, balanced_accuracy, roc_auc], progress="table" if args.table else False)  # fmt: skip
     t0 = time.perf_counter()
+    if two_phase:
+        learn.freeze()
     res = learn.lr_find(num_it=args.lr_find_iters, suggest_funcs=(valley,), show_plot=False)
     lr = float(res.suggestions["valley"]) * args.lr_mult
-    # time a few training batches of a throwaway copy, then plan whole SGDR cycles
-    probe = Learner(dls, create_model(args.arch, data.c, stem=stem), progress=False)
+    # time a few training batches of every layer on a throwaway copy, then plan whole SGDR cycles
+    probe = Learner(dls, model(), progress=False)
     n = min(len(dls.train), args.probe_batches)
     t1 = time.perf_counter()
     probe.fit(1, lr, cbs=[_StopAfter(n)])
     epoch_s = (time.perf_counter() - t1) / n * (len(dls.train) + 0.5 * len(dls.valid))
+    history: list[dict] = []
+    head_epochs = 0
+    lr_max: float | slice = lr
+    if two_phase:
+        head_start = time.perf_counter() - t0
+        head_budget = max(args.budget_min * 60 - head_start, 1.0)
+        learn.fit_sgdr(args.head_cycles, 1, lr_max=lr, cycle_mult=2, cbs=[TimeBudget(head_budget)])
+        head_epochs = len(learn.recorder.values)
+        history += _history(learn, seed, head_start, "head")
+        learn.unfreeze()
+        lr_max = slice(lr / 100, lr / 10)
     # what is left of the budget for training; at least one epoch (a budget the range test
     # already spent still trains one cycle, and the table's train_min shows the overrun)
     budget = max(args.budget_min * 60 - (time.perf_counter() - t0), epoch_s)
@@ -137,24 +172,47 @@ def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs
     # first 20-minute run measured 23 s, then took 24-29 s an epoch, and the budget cut its
     # last cycle at epoch 42 of 49, before the rate had annealed)
     cycles, cycle_len = plan_cycles(epoch_s, 0.85 * budget)
-    log(f"[seed {seed}] lr {lr:.2e} (valley x {args.lr_mult:g}), about {epoch_s:.0f} s an epoch: {cycles} SGDR cycles of "
+    rates = f"slice({lr / 100:.2e}, {lr / 10:.2e}) after {head_epochs} head epoch(s)" if two_phase else f"{lr:.2e}"
+    log(f"[seed {seed}] lr {rates} (valley x {args.lr_mult:g}), about {epoch_s:.0f} s an epoch: {cycles} SGDR cycles of "
         f"{cycle_len} x 1, 2, 4.. epochs ({cycle_len * (2**cycles - 1)} epochs) in the {args.budget_min:g}-minute budget")  # fmt: skip
     # the epoch with the best validation accuracy is kept; nothing stops early but the budget
     best = EarlyStopping(monitor="accuracy", patience=10**9, restore_best_weights=True)
-    before_fit = time.perf_counter() - t0  # the range test and the timing pass
-    learn.fit_sgdr(cycles, cycle_len, lr_max=lr, cycle_mult=2, cbs=[best, TimeBudget(budget), *(cbs or [])])
+    main_start = time.perf_counter() - t0  # the range test, the timing pass and any head phase
+    learn.fit_sgdr(cycles, cycle_len, lr_max=lr_max, cycle_mult=2, cbs=[best, TimeBudget(budget), *(cbs or [])])
     train_s = time.perf_counter() - t0
+    history += _history(learn, seed, main_start, "all")
+    row = {"seed": seed, "arch": args.arch, "stem": stem if args.arch in STEM_CHOICE else "3x3 (its own)",  # ResNet-20/32/56: small by design
+           "init": "pretrained" if pretrained is not None else "random", "lr": lr, "head_epochs": head_epochs,
+           "cycles": cycles, "cycle_len": cycle_len, "epochs": len(learn.recorder.values),
+           "best_epoch": best.best_epoch, "valid_acc": best.best, "train_min": round(train_s / 60, 1)}  # fmt: skip
+    return learn, row, history
+
+
+def _history(learn: Learner, seed: int, start_s: float, phase: str) -> list[dict]:
+    walls = start_s + np.cumsum([r["time"] for r in learn.recorder.values])
+    return [{"seed": seed, "phase": phase, **r, "train_s": round(float(w), 1)} for r, w in zip(learn.recorder.values, walls)]
+
+
+def score_test(learn: Learner, data: DermData, args: argparse.Namespace) -> tuple[dict, pd.DataFrame]:
+    """Score the test split once: ACC, AUC, balanced accuracy and per-class recall (with
+    bootstrap intervals when ``args.bootstrap``), and the predictions (one row per test
+    image: each class's probability and the target)."""
     probs, targets = learn.get_preds(dl=data.test_dl(bs=256, size=args.size, presize=args.size))
-    row = {"seed": seed, "arch": args.arch, "stem": stem_label, "lr": lr, "cycles": cycles, "cycle_len": cycle_len,
-           "epochs": len(learn.recorder.values),
-           "best_epoch": best.best_epoch, "valid_acc": best.best, "train_min": round(train_s / 60, 1),
-           **_scores(probs, targets, data.classes, args.bootstrap)}  # fmt: skip
-    walls = before_fit + np.cumsum([r["time"] for r in learn.recorder.values])
-    history = [{"seed": seed, **r, "train_s": round(float(w), 1)} for r, w in zip(learn.recorder.values, walls)]
+    preds = pd.DataFrame(probs.numpy(), columns=data.classes).assign(target=targets.numpy())
+    return _scores(probs, targets, data.classes, args.bootstrap), preds
+
+
+def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None,
+             pretrained: str | os.PathLike | None = None, two_phase: bool = False) -> tuple[dict, list[dict], pd.DataFrame]:  # fmt: skip
+    """Train and score one seed (:func:`train_seed`, then the test split once): its results
+    row, per-epoch history and test predictions (one row per test image: target and each
+    class's probability)."""
+    learn, row, history = train_seed(data, args, seed, log, cbs, pretrained, two_phase)
+    scores, preds = score_test(learn, data, args)
+    row.update(scores)
     log(f"[seed {seed}] test ACC {row['acc']:.3f}, AUC {row['auc']:.3f}, balanced {row['balanced_accuracy']:.3f} "
-        f"(best valid epoch {best.best_epoch}, {row['train_min']} min)")  # fmt: skip
-    preds = pd.DataFrame(probs.numpy(), columns=data.classes).assign(target=targets.numpy(), seed=seed)
-    return row, history, preds
+        f"(best valid epoch {row['best_epoch']}, {row['train_min']} min)")  # fmt: skip
+    return row, history, preds.assign(seed=seed)
 
 
 def main(argv=None) -> int:
@@ -172,6 +230,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rotate", type=float, default=180.0, help="maximum rotation of the augmentation (dermoscopy has no up)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--balance", choices=["none", "static", "resample", "dynamic", "loss"], default="none")
+    ap.add_argument("--weight-power", type=float, default=1.0, help="with --balance loss: class weights 1/n**POWER "
+                    "(0.5: square root; default: %(default)s)")  # fmt: skip
     ap.add_argument("--bootstrap", type=int, default=1000, help="resamples of the test set for the 95%% intervals")
     ap.add_argument("--subset", type=int, help="train on the first N training images (smoke tests)")
     ap.add_argument("--table", action="store_true", help="print the epoch table")

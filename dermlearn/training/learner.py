@@ -20,6 +20,7 @@ accumulated on the device and read once per epoch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import numbers
 import os
 import warnings
@@ -204,7 +205,9 @@ class Learner:
         self.add_cbs([Recorder(), NonFiniteGuard()])
         if progress and is_main_process():
             self.add_cb(ProgressCallback(bar=progress is True))
-        self.add_cbs(self.dls.cbs)
+        # each Learner gets its own copy of the callbacks the data needs: two Learners on one
+        # DataLoaders (a model comparison, a throwaway probe) must not share one bound instance
+        self.add_cbs(copy.deepcopy(cb, {id(cb.learn): None}) for cb in self.dls.cbs)
         self.add_cbs(cbs or [])
         self._augment_valid = False
         self._resume: tuple[dict, Any] | None = None

@@ -176,3 +176,18 @@ def test_balance_arguments(folder_data):
     torch.testing.assert_close(folder_data.class_weights(power=0.5, beta=0.9), inverse_frequency_weights(train_y, 3, 0.5, 0.9))
     with pytest.raises(ValueError, match="balance"):
         folder_data.dls(balance="smote")
+
+
+def test_two_learners_on_one_loader_each_get_their_own_data_callbacks(folder_data):
+    """A model comparison (or a throwaway timing probe) builds a second Learner on the same
+    loaders: the first must still train, with a DynamicBalance bound to itself (one shared
+    instance was re-bound to the second Learner, and the first's fit read its empty state)."""
+    dls = folder_data.dls(bs=16, size=32, balance="dynamic", progress=False)
+    first = dl.Learner(dls, ConstantClass(3), progress=False, device="cpu")
+    second = dl.Learner(dls, ConstantClass(3), progress=False, device="cpu")
+    assert first.dynamic_balance is not second.dynamic_balance
+    assert first.dynamic_balance.learn is first and second.dynamic_balance.learn is second
+    assert dls.cbs[0].learn is None  # the loaders' own instance is never bound
+    first.fit(2, lr=0.0)
+    assert len(first.dynamic_balance.history) == 2 and second.dynamic_balance.history == []
+    assert np.allclose(first.dynamic_balance.history[1], dls.train.sampler.class_weights)

@@ -1,0 +1,206 @@
+"""Class balancing on DermaMNIST, the study's comparison on a public benchmark: no balancing,
+static oversampling, dynamic balancing and square-root loss weights, each trained with the
+study's recipe (:func:`~dermlearn.experiments.dermamnist.train_seed`: range test, SGDR with
+doubling cycles, the best validation epoch kept) within the same wall-clock budget, and each
+scored once on the same, unbalanced official test split (2,005 images).
+
+Per arm: test accuracy, balanced accuracy, AUC and per-class recall, as means over seeds with
+95% Student-t intervals; each arm's paired difference to no balancing (the arms of one seed
+share the initial weights, the augmentation seed and the data) with its interval; and the
+leading confused pairs of the unbalanced model (``true -> predicted`` counts, both
+directions) with how each arm moves them.
+
+What the arms are. ``static`` draws every class up to the largest class's count once (a
+fixed, shuffled index list; an epoch is 4.7x the training set). ``dynamic`` is dermlearn's:
+class-uniform sampling in the first epoch, then each epoch's sampling weights follow
+``1 - recall + floor`` of the validation set (:class:`~dermlearn.DynamicBalance`). The study's
+"dynamic" oversampling instead augmented minority images in memory while batches were
+drawn; dermlearn augments every batch on the fly in every arm, so what its ``dynamic`` adds
+is the recall feedback. Epochs of unequal cost are why the budget is wall-clock, not epochs.
+
+    dermlearn experiment dermamnist-balancing [--quick] [--seeds 0 1 2] [--budget-min 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermlearn.data import DermData
+from dermlearn.evaluation.metrics import confusion_matrix
+from dermlearn.io import atomic_write_text
+
+from .dermamnist import run_seed, t_interval
+from .options import parse_args
+from .record import Record, markdown_table
+
+__all__ = ["ARMS", "confusion_long", "leading_pairs_table", "main", "paired_intervals", "summary"]
+
+# arm: (DermData.dls balance, power of the 1/n loss weights)
+ARMS = {
+    "none": ("none", None),
+    "static oversampling": ("static", None),
+    "dynamic (validation recall)": ("dynamic", None),
+    "loss weights 1/sqrt(n)": ("loss", 0.5),
+}
+SCORES = {"acc": "ACC", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
+
+
+def confusion_long(probs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> pd.DataFrame:
+    """The confusion matrix of argmax predictions as rows ``true, predicted, count`` (every
+    cell, zeros included: counts average correctly over seeds)."""
+    cm = confusion_matrix(probs, targets, len(classes)).numpy()
+    return pd.DataFrame([{"true": classes[a], "predicted": classes[b], "count": int(cm[a, b])}
+                         for a in range(len(classes)) for b in range(len(classes))])  # fmt: skip
+
+
+def summary(runs: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """One row per arm (in run order): each score's mean over seeds with its 95% t interval,
+    and the mean recall of each class."""
+    rows = []
+    for arm, g in runs.groupby("arm", sort=False):
+        row: dict = {"arm": arm, "seeds": len(g)}
+        for col, name in SCORES.items():
+            mean, lo, hi = t_interval(g[col].tolist())
+            row |= {name: mean, f"{name} low": lo, f"{name} high": hi}
+        row |= {f"recall {c}": float(g[f"recall_{c}"].mean()) for c in classes}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_intervals(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
+    """Each arm minus ``baseline``, seed by seed, for each score: the mean difference, its
+    95% t interval and whether the interval excludes zero."""
+    rows = []
+    for col, name in SCORES.items():
+        wide = runs.pivot(index="seed", columns="arm", values=col)
+        for arm in [a for a in dict.fromkeys(runs["arm"]) if a != baseline]:
+            d = (wide[arm] - wide[baseline]).dropna()
+            mean, lo, hi = t_interval(d.tolist())
+            rows.append({"arm": arm, "score": name, "difference": mean, "low": lo, "high": hi, "seeds": len(d),
+                         "per seed": " ".join(f"{v:+.3f}" for v in d),
+                         "excludes 0": bool(lo > 0 or hi < 0) if len(d) > 1 else False})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def leading_pairs_table(confusion: pd.DataFrame, baseline: str = "none", k: int = 5) -> pd.DataFrame:
+    """The ``k`` class pairs the ``baseline`` arm confuses most (both directions, summed over
+    seeds), and for every arm the mean count over seeds of each direction, ``a -> b`` and
+    ``b -> a``, and their sum's change against the baseline."""
+    off = confusion[confusion["true"] != confusion["predicted"]]
+    mean = off.groupby(["arm", "true", "predicted"], sort=False)["count"].mean()
+    base = mean.loc[baseline]
+    pairs: dict[tuple[str, str], float] = {}
+    for (t, p), v in base.items():
+        key = tuple(sorted((t, p)))
+        pairs[key] = pairs.get(key, 0.0) + float(v)
+    top = sorted(pairs, key=lambda k2: -pairs[k2])[:k]
+    rows = []
+    for arm in dict.fromkeys(confusion["arm"]):
+        row: dict = {"arm": arm}
+        for a, b in top:
+            ab, ba = float(mean.loc[(arm, a, b)]), float(mean.loc[(arm, b, a)])
+            row[f"{a} / {b}"] = f"{ab:.1f} / {ba:.1f}" + ("" if arm == baseline else f" ({ab + ba - pairs[(a, b)]:+.1f})")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot(table: pd.DataFrame, classes: list[str]):
+    """Left: test accuracy and balanced accuracy per arm with their 95% intervals over
+    seeds. Right: per-class test recall per arm. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.5 * len(table) + 2.5), layout="constrained")
+    y = np.arange(len(table))
+    for i, name in enumerate(("ACC", "balanced accuracy")):
+        err = np.abs(np.stack([table[name] - table[f"{name} low"], table[f"{name} high"] - table[name]])) if len(table) else None
+        err = None if err is None or np.isnan(err).any() else err
+        ax.barh(y - 0.2 + 0.4 * i, table[name], height=0.4, xerr=err, capsize=3, label=name, color=f"C{i}")
+    ax.set_yticks(y, table["arm"])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test score (mean over seeds, 95% t interval)")
+    ax.legend(fontsize=8, loc="lower right")
+    x = np.arange(len(classes))
+    w = 0.8 / max(len(table), 1)
+    for i, row in table.iterrows():
+        ax2.bar(x - 0.4 + w * (i + 0.5), [row[f"recall {c}"] for c in classes], width=w, label=row["arm"])
+    ax2.set_xticks(x, classes)
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("test recall (mean over seeds)")
+    ax2.legend(fontsize=7)
+    fig.suptitle("DermaMNIST test split (unbalanced): balancing arms at equal wall-clock")
+    return fig
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="dermlearn experiment dermamnist-balancing", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
+                    help="arms to run besides 'none' (default: all): " + "; ".join(ARMS))  # fmt: skip
+    ap.add_argument("--arch", default="resnet20", help="architecture, random init (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--bs", type=int, default=128)
+    ap.add_argument("--budget-min", type=float, default=3.0, help="wall-clock minutes per arm and seed, range test included")
+    ap.add_argument("--lr-find-iters", type=int, default=100)
+    ap.add_argument("--probe-batches", type=int, default=10)
+    ap.add_argument("--rotate", type=float, default=180.0)
+    ap.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples per run's test scores (the intervals "
+                    "reported are over seeds; default: %(default)s)")  # fmt: skip
+    ap.add_argument("--pairs", type=int, default=5, help="leading confused pairs reported (default: %(default)s)")
+    ap.add_argument("--subset", type=int, help="train on the first N training images (smoke tests)")
+    ap.add_argument("--quick", action="store_true", help="one seed, 600 training images, 0.5 minutes per arm")
+    ap.add_argument("--out", default="results/dermamnist-balancing", help="output folder (default: %(default)s)")
+    args = parse_args(ap, argv, {"seeds": [0], "subset": 600, "budget_min": 0.5, "lr_find_iters": 30})
+    if len(set(args.seeds)) != len(args.seeds):
+        ap.error(f"--seeds must differ, got {args.seeds}")
+    arms = ["none"] + [a for a in args.arms if a != "none"]
+    rec = Record("dermamnist-balancing", args.out, args)
+    data = DermData.dermamnist()
+    if args.subset:
+        data = data.subset(args.subset)
+    print(data)
+    data.images(args.size, progress=False)  # decode before any arm's clock starts
+    classes = list(data.classes)
+    runs, confusion = [], []
+    for seed in args.seeds:
+        order = arms[seed % len(arms):] + arms[: seed % len(arms)]  # no arm always runs first (or on a warmer machine)
+        for arm in order:
+            balance, power = ARMS[arm]
+            arm_args = argparse.Namespace(**vars(args), stem="auto", lr_mult=1.0, label_smoothing=0.0, balance=balance,
+                                          weight_power=power if power is not None else 1.0, head_cycles=2, table=False)  # fmt: skip
+            row, history, preds = run_seed(data, arm_args, seed, log=lambda s, a=arm: print(f"[{a}] {s}"))
+            runs.append({"arm": arm, **row})
+            rec.add_history(history, arm=arm)
+            probs = torch.tensor(preds[classes].to_numpy(), dtype=torch.float32)
+            targets = torch.tensor(preds["target"].to_numpy())
+            confusion.append(confusion_long(probs, targets, classes).assign(arm=arm, seed=seed))
+            rec.save_table(pd.DataFrame(runs), "per_seed")  # after every run: a long run's finished arms are kept
+            rec.save_table(pd.concat(confusion, ignore_index=True), "confusion")
+    runs_df = pd.DataFrame(runs)
+    runs_df["arm"] = pd.Categorical(runs_df["arm"], categories=arms, ordered=True)
+    runs_df = runs_df.sort_values(["arm", "seed"], kind="stable")
+    runs_df["arm"] = runs_df["arm"].astype(str)
+    conf = pd.concat(confusion, ignore_index=True)
+    table = summary(runs_df, classes)
+    paired = paired_intervals(runs_df)
+    pairs = leading_pairs_table(conf, k=args.pairs)
+    rec.save_table(paired, "paired")
+    rec.save_table(pairs, "pairs")
+    rec.save_figure(plot(table, classes), "results.png")
+    fmt = {c: ".3f" for c in table.columns if c not in ("arm", "seeds")}
+    md = rec.finish(table, formats=fmt, extra={"data": repr(data), "classes": classes, "arms": arms})
+    paired_md = markdown_table(paired, {"difference": "+.3f", "low": "+.3f", "high": "+.3f"})
+    pairs_md = markdown_table(pairs)
+    atomic_write_text(md + "\n## Paired differences to no balancing (test, 95% t interval over seeds)\n\n"
+                                        + paired_md + "\n## Leading confused pairs of no balancing (mean count over seeds, "
+                                        "true -> predicted / the reverse; in brackets the change of their sum)\n\n" + pairs_md, rec.out / "results.md")  # fmt: skip
+    print(md, paired_md, pairs_md, sep="\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
