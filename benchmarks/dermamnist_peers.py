@@ -304,7 +304,7 @@ def main() -> None:
     ap.add_argument(
         "--budget-min", type=float, default=5.0, help="wall-clock minutes per arm and seed"
     )
-    ap.add_argument("--subset", type=int, help="train on the first N training images (a smoke run)")
+    ap.add_argument("--subset", type=int, help="train on N training images drawn at random, every class kept (a smoke run)")
     ap.add_argument("--out", default="results/dermamnist_peers")
     args = ap.parse_args()
     rec = Record("dermamnist_peers", args.out, args)

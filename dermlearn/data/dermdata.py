@@ -136,12 +136,29 @@ class DermData:
         """Item indices of ``'train'``, ``'valid'`` or ``'test'`` (without dropped files)."""
         return np.flatnonzero((self.split == which) & ~self.items["path"].isin(self.dropped).to_numpy())
 
-    def subset(self, n_train: int) -> DermData:
-        """The same data with only its first ``n_train`` training items (validation and test
-        items all kept, the split unchanged): for smoke runs of experiments."""
+    def subset(self, n_train: int, n_held_out: int | None = None) -> DermData:
+        """The same data with only ``n_train`` of its training items and, with
+        ``n_held_out``, at most that many validation and test items each (by default all
+        held-out items are kept); the split is unchanged: for smoke runs of experiments. The
+        items are drawn at random (seeded by the data's ``seed``), one of each class first,
+        so that every class of a split keeps an item when the count is at least ``c``: the
+        first items of a folder table are all of one class."""
         if n_train < 1:
             raise ValueError(f"n_train must be >= 1, got {n_train}")
-        keep = np.sort(np.concatenate([self.indices("train")[:n_train], self.indices("valid"), self.indices("test")]))
+        if n_held_out is not None and n_held_out < 1:
+            raise ValueError(f"n_held_out must be >= 1 or None, got {n_held_out}")
+        rng = np.random.default_rng(self.seed)
+
+        def draw(which: str, n: int | None) -> np.ndarray:
+            idx = self.indices(which)
+            if n is None or n >= len(idx):
+                return idx
+            order = idx[rng.permutation(len(idx))]
+            _, first = np.unique(self.y[order], return_index=True)
+            head = order[np.sort(first)]
+            return np.concatenate([head, order[~np.isin(order, head)]])[:n]
+
+        keep = np.sort(np.concatenate([draw("train", n_train), draw("valid", n_held_out), draw("test", n_held_out)]))
         items = self.items.assign(split=self.split).iloc[keep].reset_index(drop=True)
         return DermData(items, self.classes, self.group_col, name=f"{self.name} ({n_train} training items)",
                         seed=self.seed, modality=self.modality)  # fmt: skip

@@ -140,3 +140,24 @@ def test_preprocess_runs_once_on_the_cache(folder_data):
     raw = folder_data.images(40)
     assert torch.equal(a.train.dataset.images, adjust_gamma(raw, 0.7)[torch.from_numpy(folder_data.indices("train"))])
     assert torch.equal(b.valid.dataset.images, adjust_gamma(raw, 0.7)[torch.from_numpy(folder_data.indices("valid"))])
+
+
+def test_subset_keeps_every_class_and_all_held_out_items():
+    # a folder table lists its items class by class: the first items are all of one class
+    labels = ["a"] * 50 + ["b"] * 40 + ["c"] * 3 + ["a"] * 10 + ["b"] * 10 + ["c"] * 5
+    split = ["train"] * 93 + ["valid"] * 20 + ["test"] * 5
+    items = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))], "label": labels, "split": split})
+    data = dl.DermData(items, seed=3)
+    small = data.subset(5)
+    train = small.items.iloc[small.indices("train")]
+    assert len(train) == 5 and set(train["label"]) == {"a", "b", "c"}
+    assert set(train["path"]) <= set(items["path"][:93])
+    assert len(small.indices("valid")) == 20 and len(small.indices("test")) == 5
+    assert data.subset(5).items["path"].tolist() == small.items["path"].tolist()  # seeded
+    tiny = data.subset(5, n_held_out=4)
+    assert len(tiny.indices("valid")) == 4 and len(tiny.indices("test")) == 4
+    assert set(tiny.items.iloc[tiny.indices("valid")]["label"]) == {"a", "b"}  # the classes valid has
+    with pytest.raises(ValueError, match="n_train"):
+        data.subset(0)
+    with pytest.raises(ValueError, match="n_held_out"):
+        data.subset(5, n_held_out=0)
