@@ -112,14 +112,16 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
                pretrained: str | os.PathLike | None = None, two_phase: bool = False) -> tuple[Learner, dict, list[dict]]:  # fmt: skip
     """Train one seed within ``args.budget_min`` minutes (range test included); returns the
     learner (its weights those of the best validation epoch), the training facts of the
-    results row and the per-epoch history (``phase`` 'head' or 'all', ``train_s`` the
-    minutes since the range test began, in seconds).
+    results row and the per-epoch history (``phase`` 'head' or 'all'; ``train_s``, the
+    seconds from the start of the range test to the end of the epoch).
 
     Args:
         data: Training and validation splits (the test split is not touched).
         args: The experiment's options (``arch``, ``stem``, ``size``, ``bs``, ``budget_min``,
             ``lr_mult``, ``lr_find_iters``, ``probe_batches``, ``rotate``,
-            ``label_smoothing``, ``balance``, ``weight_power``, ``head_cycles``, ``table``).
+            ``label_smoothing``, ``balance``, ``table``; with ``balance='loss'``,
+            ``weight_power``; with ``two_phase``, ``head_cycles``; ``flip_vert``, default
+            True: dermoscopy has no up, natural images do).
         seed: Seed of the initial weights (those not loaded), sampling and augmentation.
         log: Where the progress lines go.
         cbs: Callbacks added to the main SGDR fit (e.g. a benchmark's per-epoch snapshots).
@@ -131,8 +133,8 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
             at the range test's rate from the start.
     """
     set_seed(seed)
-    augment = BatchAugment(args.size, max_rotate=args.rotate, max_zoom=1.2, max_warp=0.1, seed=seed,
-                           mean=IMAGENET_MEAN, std=IMAGENET_STD)  # fmt: skip
+    augment = BatchAugment(args.size, flip_vert=getattr(args, "flip_vert", True), max_rotate=args.rotate, max_zoom=1.2,
+                           max_warp=0.1, seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD)  # fmt: skip
     dls = data.dls(bs=args.bs, size=args.size, presize=args.size, augment=augment, balance=args.balance, seed=seed,
                    progress=False)  # fmt: skip
     stem = default_stem(args.arch, args.size) if args.stem == "auto" else args.stem
@@ -233,7 +235,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-power", type=float, default=1.0, help="with --balance loss: class weights 1/n**POWER "
                     "(0.5: square root; default: %(default)s)")  # fmt: skip
     ap.add_argument("--bootstrap", type=int, default=1000, help="resamples of the test set for the 95%% intervals")
-    ap.add_argument("--subset", type=int, help="train on the first N training images (smoke tests)")
+    ap.add_argument("--subset", type=int, help="train on N training images drawn at random, every class kept (smoke tests)")
     ap.add_argument("--table", action="store_true", help="print the epoch table")
     ap.add_argument("--quick", action="store_true", help="one seed, 600 training images, a 1-minute budget")
     ap.add_argument("--out", default="results/dermamnist", help="output folder (default: %(default)s)")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -33,11 +32,12 @@ from dermlearn.data import DermData
 from dermlearn.evaluation.metrics import confusion_matrix
 from dermlearn.io import atomic_write_text
 
-from .dermamnist import run_seed, t_interval
+from .arm_stats import paired_intervals, plot_arms, summary
+from .dermamnist import run_seed
 from .options import parse_args
 from .record import Record, markdown_table
 
-__all__ = ["ARMS", "confusion_long", "leading_pairs_table", "main", "paired_intervals", "summary"]
+__all__ = ["ARMS", "confusion_long", "leading_pairs_table", "main"]
 
 # arm: (DermData.dls balance, power of the 1/n loss weights)
 ARMS = {
@@ -46,7 +46,6 @@ ARMS = {
     "dynamic (validation recall)": ("dynamic", None),
     "loss weights 1/sqrt(n)": ("loss", 0.5),
 }
-SCORES = {"acc": "ACC", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
 
 
 def confusion_long(probs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> pd.DataFrame:
@@ -55,35 +54,6 @@ def confusion_long(probs: torch.Tensor, targets: torch.Tensor, classes: list[str
     cm = confusion_matrix(probs, targets, len(classes)).numpy()
     return pd.DataFrame([{"true": classes[a], "predicted": classes[b], "count": int(cm[a, b])}
                          for a in range(len(classes)) for b in range(len(classes))])  # fmt: skip
-
-
-def summary(runs: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """One row per arm (in run order): each score's mean over seeds with its 95% t interval,
-    and the mean recall of each class."""
-    rows = []
-    for arm, g in runs.groupby("arm", sort=False):
-        row: dict = {"arm": arm, "seeds": len(g)}
-        for col, name in SCORES.items():
-            mean, lo, hi = t_interval(g[col].tolist())
-            row |= {name: mean, f"{name} low": lo, f"{name} high": hi}
-        row |= {f"recall {c}": float(g[f"recall_{c}"].mean()) for c in classes}
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def paired_intervals(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
-    """Each arm minus ``baseline``, seed by seed, for each score: the mean difference, its
-    95% t interval and whether the interval excludes zero."""
-    rows = []
-    for col, name in SCORES.items():
-        wide = runs.pivot(index="seed", columns="arm", values=col)
-        for arm in [a for a in dict.fromkeys(runs["arm"]) if a != baseline]:
-            d = (wide[arm] - wide[baseline]).dropna()
-            mean, lo, hi = t_interval(d.tolist())
-            rows.append({"arm": arm, "score": name, "difference": mean, "low": lo, "high": hi, "seeds": len(d),
-                         "per seed": " ".join(f"{v:+.3f}" for v in d),
-                         "excludes 0": bool(lo > 0 or hi < 0) if len(d) > 1 else False})  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 def leading_pairs_table(confusion: pd.DataFrame, baseline: str = "none", k: int = 5) -> pd.DataFrame:
@@ -108,34 +78,6 @@ def leading_pairs_table(confusion: pd.DataFrame, baseline: str = "none", k: int 
     return pd.DataFrame(rows)
 
 
-def plot(table: pd.DataFrame, classes: list[str]):
-    """Left: test accuracy and balanced accuracy per arm with their 95% intervals over
-    seeds. Right: per-class test recall per arm. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.5 * len(table) + 2.5), layout="constrained")
-    y = np.arange(len(table))
-    for i, name in enumerate(("ACC", "balanced accuracy")):
-        err = np.abs(np.stack([table[name] - table[f"{name} low"], table[f"{name} high"] - table[name]])) if len(table) else None
-        err = None if err is None or np.isnan(err).any() else err
-        ax.barh(y - 0.2 + 0.4 * i, table[name], height=0.4, xerr=err, capsize=3, label=name, color=f"C{i}")
-    ax.set_yticks(y, table["arm"])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("test score (mean over seeds, 95% t interval)")
-    ax.legend(fontsize=8, loc="lower right")
-    x = np.arange(len(classes))
-    w = 0.8 / max(len(table), 1)
-    for i, row in table.iterrows():
-        ax2.bar(x - 0.4 + w * (i + 0.5), [row[f"recall {c}"] for c in classes], width=w, label=row["arm"])
-    ax2.set_xticks(x, classes)
-    ax2.set_ylim(0, 1)
-    ax2.set_ylabel("test recall (mean over seeds)")
-    ax2.legend(fontsize=7)
-    fig.suptitle("DermaMNIST test split (unbalanced): balancing arms at equal wall-clock")
-    return fig
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment dermamnist-balancing", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -151,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples per run's test scores (the intervals "
                     "reported are over seeds; default: %(default)s)")  # fmt: skip
     ap.add_argument("--pairs", type=int, default=5, help="leading confused pairs reported (default: %(default)s)")
-    ap.add_argument("--subset", type=int, help="train on the first N training images (smoke tests)")
+    ap.add_argument("--subset", type=int, help="train on N training images drawn at random, every class kept (smoke tests)")
     ap.add_argument("--quick", action="store_true", help="one seed, 600 training images, 0.5 minutes per arm")
     ap.add_argument("--out", default="results/dermamnist-balancing", help="output folder (default: %(default)s)")
     args = parse_args(ap, argv, {"seeds": [0], "subset": 600, "budget_min": 0.5, "lr_find_iters": 30})
@@ -186,11 +128,11 @@ def main(argv=None) -> int:
     runs_df["arm"] = runs_df["arm"].astype(str)
     conf = pd.concat(confusion, ignore_index=True)
     table = summary(runs_df, classes)
-    paired = paired_intervals(runs_df)
+    paired = paired_intervals(runs_df, "none")
     pairs = leading_pairs_table(conf, k=args.pairs)
     rec.save_table(paired, "paired")
     rec.save_table(pairs, "pairs")
-    rec.save_figure(plot(table, classes), "results.png")
+    rec.save_figure(plot_arms(table, classes, "DermaMNIST test split (unbalanced): balancing arms at equal wall-clock"), "results.png")
     fmt = {c: ".3f" for c in table.columns if c not in ("arm", "seeds")}
     md = rec.finish(table, formats=fmt, extra={"data": repr(data), "classes": classes, "arms": arms})
     paired_md = markdown_table(paired, {"difference": "+.3f", "low": "+.3f", "high": "+.3f"})

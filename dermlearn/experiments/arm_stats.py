@@ -1,0 +1,74 @@
+"""Arms compared over seeds on one test split: each score's mean with its 95% Student-t
+interval, paired differences to a baseline arm, and their plot. The arms of one seed share
+initial weights, data and augmentation seed, so a paired difference is steadier than either
+arm's spread over seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .dermamnist import t_interval
+
+__all__ = ["SCORES", "paired_intervals", "plot_arms", "summary"]
+
+SCORES = {"acc": "ACC", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
+"""Per-seed result columns (as :func:`~dermlearn.experiments.dermamnist.run_seed` names
+them) and their names in the tables."""
+
+
+def summary(runs: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """One row per arm (in run order): each score's mean over seeds with its 95% t interval,
+    and the mean recall of each class."""
+    rows = []
+    for arm, g in runs.groupby("arm", sort=False):
+        row: dict = {"arm": arm, "seeds": len(g)}
+        for col, name in SCORES.items():
+            mean, lo, hi = t_interval(g[col].tolist())
+            row |= {name: mean, f"{name} low": lo, f"{name} high": hi}
+        row |= {f"recall {c}": float(g[f"recall_{c}"].mean()) for c in classes}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_intervals(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Each arm minus ``baseline``, seed by seed, for each score: the mean difference, its
+    95% t interval and whether the interval excludes zero."""
+    rows = []
+    for col, name in SCORES.items():
+        wide = runs.pivot(index="seed", columns="arm", values=col)
+        for arm in [a for a in dict.fromkeys(runs["arm"]) if a != baseline]:
+            d = (wide[arm] - wide[baseline]).dropna()
+            mean, lo, hi = t_interval(d.tolist())
+            rows.append({"arm": arm, "score": name, "difference": mean, "low": lo, "high": hi, "seeds": len(d),
+                         "per seed": " ".join(f"{v:+.3f}" for v in d),
+                         "excludes 0": bool(lo > 0 or hi < 0) if len(d) > 1 else False})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def plot_arms(table: pd.DataFrame, classes: list[str], title: str):
+    """Left: test accuracy and balanced accuracy per arm (rows of :func:`summary`) with
+    their 95% intervals over seeds. Right: per-class test recall per arm. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.5 * len(table) + 2.5), layout="constrained")
+    y = np.arange(len(table))
+    for i, name in enumerate(("ACC", "balanced accuracy")):
+        err = np.abs(np.stack([table[name] - table[f"{name} low"], table[f"{name} high"] - table[name]])) if len(table) else None
+        err = None if err is None or np.isnan(err).any() else err
+        ax.barh(y - 0.2 + 0.4 * i, table[name], height=0.4, xerr=err, capsize=3, label=name, color=f"C{i}")
+    ax.set_yticks(y, table["arm"])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test score (mean over seeds, 95% t interval)")
+    ax.legend(fontsize=8, loc="lower right")
+    x = np.arange(len(classes))
+    w = 0.8 / max(len(table), 1)
+    for i, row in table.iterrows():
+        ax2.bar(x - 0.4 + w * (i + 0.5), [row[f"recall {c}"] for c in classes], width=w, label=row["arm"])
+    ax2.set_xticks(x, classes)
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("test recall (mean over seeds)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
