@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 
-__all__ = ["IMAGE_SOURCES", "UnreadableImage", "image_item", "load_image", "presize_geometry", "presize_image"]
+__all__ = ["IMAGE_SOURCES", "UnreadableImage", "image_item", "load_image", "mask_item", "presize_geometry", "presize_image"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = 300_000_000  # large dermoscopy scans are fine; decompression bombs are not
@@ -130,3 +130,27 @@ def image_item(image: str | os.PathLike | Image.Image, size: int) -> Tensor:
     else:
         raise TypeError(f"expected an image file path or a PIL image, got {type(image).__name__}")
     return presize_image(img, size)
+
+
+def mask_item(path: str | os.PathLike, size: int) -> Tensor:
+    """A mask file (white = object) cut as :func:`image_item` cuts its image: upright, shorter
+    side resized to ``size`` (nearest neighbour: no new values at the edges), centre square
+    kept. Returns bool ``(size, size)``, True where the mask is above mid-grey.
+
+    Raises:
+        UnreadableImage: the file cannot be decoded.
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            img = ImageOps.exif_transpose(im).convert("L")
+    except FileNotFoundError:
+        raise UnreadableImage(p, "file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UnreadableImage(p, f"corrupt or truncated ({type(e).__name__}: {e})") from None
+    w, h = img.size
+    nw, nh, left, top = presize_geometry(w, h, size)
+    img = img.resize((nw, nh), Image.NEAREST).crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8) > 127)

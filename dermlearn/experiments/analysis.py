@@ -1,6 +1,9 @@
 """The study's analysis: for a trained model, the confusion matrix, the leading confused label
 pairs (symmetric error counts, pairs with at least ``--min-count`` errors) and Grad-CAM /
-Guided Backprop galleries of the top pairs, for the predicted and the runner-up class.
+Guided Backprop galleries of the top pairs, for the predicted and the runner-up class; where
+the data has the metadata (PAD-UFES-20 does), who the model fails: scores per Fitzpatrick skin
+type and body region, and the Grad-CAM pointing game against the lesion masks for correct and
+wrong predictions (``dermlearn.experiments.who_fails``).
 
 With ``--model`` (a file from ``dermlearn train`` or ``learn.export``) the model is only
 evaluated, on the validation split of ``--data`` made with the same seed. Without it, a model
@@ -27,6 +30,7 @@ from dermlearn.training.recipe import RATE_RULES, study_recipe
 
 from .options import parse_args
 from .record import Record
+from .who_fails import write_who_fails
 
 
 def main(argv=None) -> int:
@@ -56,6 +60,7 @@ def main(argv=None) -> int:
         size = learn.meta.get("input_size") or args.size
         dl = data.dls(bs=args.bs, size=size, augment=False, seed=args.seed, progress=False).valid
     else:
+        size = args.size
         dls = data.dls(bs=args.bs, size=args.size, seed=args.seed, progress=False)
         torch.manual_seed(args.seed)
         learn = Learner(dls, create_model(args.arch, data.c), loss_func=BCEWithLogitsOneHot(),
@@ -69,10 +74,13 @@ def main(argv=None) -> int:
         dl = dls.valid
     interp = Interpretation.from_learner(learn, dl=dl)
     pairs = write_interpretation(interp, rec.out, args.min_count, args.pairs, args.k, groups=data.groups("valid"))
+    meta = data.items.iloc[data.indices("valid")].reset_index(drop=True)
+    who = write_who_fails(interp, meta, rec.out, size, units=data.groups("valid"))
     table = pd.DataFrame(pairs, columns=["label 1", "label 2", "count"])
     rec.finish(table, extra={"data": repr(data), "n_valid": len(interp.targets), "accuracy": interp.accuracy,
-                                  "balanced_accuracy": interp.balanced_accuracy, **trained})  # fmt: skip
-    print(f"wrote {rec.out}/results.csv, results.md (the leading pairs), config.json" + ("" if args.model else ", model.pth, lr_find.png"))
+                                  "balanced_accuracy": interp.balanced_accuracy, **who, **trained})  # fmt: skip
+    print(f"wrote {rec.out}/results.csv, results.md (the leading pairs), config.json" + ("" if args.model else ", model.pth, lr_find.png")
+          + (", subgroups.csv / .md" if "subgroups" in who else "") + (", pointing_game.csv / .md" if "pointing_game" in who else ""))
     return 0
 
 

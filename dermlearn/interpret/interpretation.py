@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dermlearn.evaluation.bootstrap import bootstrap_ci
 from dermlearn.evaluation.metrics import (
@@ -37,6 +37,7 @@ from dermlearn.evaluation.plots import plot_confusion_matrix, plot_reliability, 
 from .confusion import leading_pairs, most_confused
 from .gradcam import GradCAM
 from .guided_backprop import GuidedBackprop
+from .targets import Target
 
 __all__ = ["SUMMARY_METRICS", "Interpretation", "gbp_image"]
 
@@ -248,6 +249,18 @@ class Interpretation:
         ds = self.dl.dataset
         items = torch.stack([ds[int(i)][0] for i in idxs])
         return self.learn.dls.apply(items.to(self.learn.device), training=False)
+
+    def cam_maps(self, idxs: Sequence[int] | None = None, target: Target = "top1", layer: nn.Module | None = None,
+                 bs: int = 32) -> Tensor:  # fmt: skip
+        """Grad-CAM maps of items ``idxs`` (default: all, in order) for ``target`` (default:
+        each item's predicted class), in the input's resolution: ``(N, H, W)``, non-negative,
+        not normalised, on the CPU. ``layer`` defaults to the one the CLI uses
+        (:func:`~dermlearn.interpret.gradcam.default_cam_layer`); ``bs`` items per pass."""
+        self._require_learn()
+        idxs = list(range(len(self.targets))) if idxs is None else [int(i) for i in idxs]
+        cam = GradCAM(self.learn.model, layer)
+        maps = [cam(self._inputs(idxs[i : i + bs]), target).maps.cpu() for i in range(0, len(idxs), bs)]
+        return torch.cat(maps) if maps else torch.empty(0)
 
     def plot_top_losses(self, k: int = 9, ncols: int = 3):
         """The ``k`` items with the highest loss; each titled with the actual and predicted
