@@ -19,15 +19,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "analysis: confusion matrix, leading confused pairs and Grad-CAM/GBP galleries of a trained "
                        "(--model) or freshly trained model. dermamnist: the public DermaMNIST benchmark at 28 px, "
                        "trained on train, chosen on valid, test scored once, several seeds, beside the published rows. "
-                       "Every experiment takes --quick (a few minutes on 2 CPU "
-                       "cores), --seed and --out; 'dermlearn experiment NAME --help' lists its own options.")  # fmt: skip
+                       "dermamnist-balancing: none/static/dynamic/loss weights/resampling at equal wall-clock, paired "
+                       "by seed, with the confused pairs each arm moves. dermamnist-transfer: a CIFAR-10 body fine-tuned "
+                       "two-phase with discriminative rates vs one rate vs from scratch. fov-detection: the "
+                       "field-of-view detector on DermaMNIST images it was not tuned on (MedMNIST-C black corners, "
+                       "synthetic rims, clean images). Every experiment takes --quick (a few minutes on 2 CPU "
+                       "cores) and --out; 'dermlearn experiment NAME --help' lists its own options.")  # fmt: skip
     e.add_argument("name", choices=EXPERIMENTS, help="the experiment: " + ", ".join(EXPERIMENTS))
     e.add_argument("args", nargs=argparse.REMAINDER, help="the experiment's options, e.g. --quick --out DIR --seed 1")
     e.set_defaults(func=run)
 
 
 EXPERIMENTS = ("photometric", "mitigation", "architectures", "cifar-speedup", "analysis", "dermamnist", "dermamnist-balancing",
-               "dermamnist-transfer")
+               "dermamnist-transfer", "fov-detection")
 
 
 def run(args: argparse.Namespace) -> int:
