@@ -20,6 +20,9 @@ _moved.install()  # old module paths (dermlearn.learner, ...) keep working, with
 # module (relative to this package) -> the public names it defines
 _MODULES: dict[str, tuple[str, ...]] = {
     "evaluation.bootstrap": ("bootstrap_ci",),
+    "evaluation.proportion": ("wilson_interval",),
+    "evaluation.subgroups": ("subgroup_metrics",),
+    "interpret.pointing_game": ("pointing_hits",),
     "inference.calibration": ("fit_temperature",),
     "callback": (
         "EVENTS", "Callback", "CancelBackwardException", "CancelBatchException",

@@ -1,8 +1,8 @@
 """Class balancing on DermaMNIST, the study's comparison on a public benchmark: no balancing,
-static oversampling, dynamic balancing and square-root loss weights, each trained with the
-study's recipe (:func:`~dermlearn.experiments.dermamnist.train_seed`: range test, SGDR with
-doubling cycles, the best validation epoch kept) within the same wall-clock budget, and each
-scored once on the same, unbalanced official test split (2,005 images).
+static oversampling, dynamic balancing, square-root loss weights and class-balanced
+resampling, each trained with the study's recipe
+(:func:`~dermlearn.experiments.dermamnist.train_seed`: range test, SGDR with doubling cycles,
+the best validation epoch kept) within the same wall-clock budget, and each scored once on the same, unbalanced official test split (2,005 images).
 
 Per arm: test accuracy, balanced accuracy, AUC and per-class recall, as means over seeds with
 95% Student-t intervals; each arm's paired difference to no balancing (the arms of one seed
@@ -15,8 +15,10 @@ fixed, shuffled index list; an epoch is 4.7x the training set). ``dynamic`` is d
 class-uniform sampling in the first epoch, then each epoch's sampling weights follow
 ``1 - recall + floor`` of the validation set (:class:`~dermlearn.DynamicBalance`). The study's
 "dynamic" oversampling instead augmented minority images in memory while batches were
-drawn; dermlearn augments every batch on the fly in every arm, so what its ``dynamic`` adds
-is the recall feedback. Epochs of unequal cost are why the budget is wall-clock, not epochs.
+drawn: that is ``resample`` (a fresh class-balanced draw with replacement every epoch, as
+many items as the training set), since dermlearn augments every batch on the fly in every
+arm; what dermlearn's ``dynamic`` adds is the recall feedback. Epochs of unequal cost are
+why the budget is wall-clock, not epochs.
 
     dermlearn experiment dermamnist-balancing [--quick] [--seeds 0 1 2] [--budget-min 3]
 """
@@ -45,6 +47,7 @@ ARMS = {
     "static oversampling": ("static", None),
     "dynamic (validation recall)": ("dynamic", None),
     "loss weights 1/sqrt(n)": ("loss", 0.5),
+    "resampling (the study's dynamic)": ("resample", None),
 }
 
 
