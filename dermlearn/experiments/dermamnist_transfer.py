@@ -4,7 +4,7 @@ dermlearn, then fine-tuned on DermaMNIST three ways within the same wall-clock b
 The study's recipe is a fine-tuning recipe, and from random weights it cannot show what its
 discriminative learning rates do. With no ImageNet weights offline, this experiment makes
 its own pretrained body: the study's recipe trains ``--arch`` (ResNet-20 by default) on the
-CIFAR-10 training images (41,667; 8,333 held out to choose the epoch, the official test set
+CIFAR-10 training images (41,670; 8,330 held out to choose the epoch, the official test set
 scored once), resized to DermaMNIST's 28 px, and the weights are written to
 ``cifar10_<arch>.pth``, a file ``create_model(arch, n, pretrained=path)`` loads. Each seed
 then trains, on DermaMNIST's train split (every choice on ``valid``, ``test`` scored once):
