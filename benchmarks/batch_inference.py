@@ -1,4 +1,5 @@
-"""Batch inference over image files: dermlearn's ``learn.predict_files`` against the loop a
+"""Batch inference over image files: dermlearn's ``learn.predict_files`` and the
+``dermlearn predict`` command (model file loading and printing included) against the loop a
 careful PyTorch user writes (a Dataset decoding with PIL, torchvision v2 resize + centre
 crop + normalisation, a DataLoader with the same workers, the model's forward in eval mode
 under no_grad), same files, same model, same batch size, interleaved runs; then the cost of
@@ -76,6 +77,18 @@ def learner(arch: str, size: int, n_classes: int, steps: list) -> dl.Learner:
     return dl.Learner(dls, dl.create_model(arch, n_classes), progress=False, device="cpu")
 
 
+def cli_predict(model_file: Path, files: list[Path], bs: int) -> None:
+    """``dermlearn predict --model FILE FILES...``, its printed lines discarded."""
+    import contextlib
+    import io
+
+    from dermlearn.cli.app import main as cli
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if cli(["predict", "--model", str(model_file), *map(str, files), "--bs", str(bs)]) != 0:
+            raise RuntimeError("dermlearn predict failed")
+
+
 def timed(f) -> float:
     t0 = time.perf_counter()
     f()
@@ -96,10 +109,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files, what = photo_files(args.n, Path(tmp))
         plain = learner(args.arch, args.size, 6, [])
-        times: dict[str, list[float]] = {"dermlearn predict_files": [], "torchvision + DataLoader loop": []}
+        model_file = plain.export(Path(tmp) / "model.pth", input_size=args.size)
+        times: dict[str, list[float]] = {"dermlearn predict_files": [], "dermlearn predict (command)": [],
+                                         "torchvision + DataLoader loop": []}  # fmt: skip
         timed(lambda: plain.predict_files(files[: args.bs], bs=args.bs, num_workers=args.workers))  # warm-up
         for _ in range(args.repeats):  # interleaved
             times["dermlearn predict_files"].append(timed(lambda: plain.predict_files(files, bs=args.bs, num_workers=args.workers)))
+            times["dermlearn predict (command)"].append(timed(lambda: cli_predict(model_file, files, args.bs)))
             times["torchvision + DataLoader loop"].append(timed(lambda: torchvision_loop(plain.model, files, args.size, args.bs, args.workers)))
         # the same predictions (float rounding of the two resizes aside)
         ours = plain.predict_files(files[:64], bs=args.bs, num_workers=0).probs

@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("images", nargs="+", help="image files or folders")
     r.add_argument("--top", type=int, default=3, help="probabilities to print per image (default: %(default)s)")
     r.add_argument("--csv", help="write image, prediction and every class probability to this CSV")
+    r.add_argument("--bs", type=int, default=64, help="images per forward pass (default: %(default)s; images are decoded "
+                   "by DataLoader workers, one per CPU up to 8, unless --two-pass or --heatmaps is given)")  # fmt: skip
     r.add_argument("--heatmaps", help="folder for a Grad-CAM heatmap PNG per image")
     r.add_argument("--two-pass", choices=["average", "replace"],
                    help="field of view: crop the photo, at its full resolution, to where Grad-CAM of the top class is >= half "
@@ -55,13 +57,9 @@ def output_names(files: Sequence[Path], suffix: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import csv
-    import io
-
     from dermlearn.data.decode import UnreadableImage, image_item, load_image
     from dermlearn.data.sources import IMAGE_EXTENSIONS
     from dermlearn.inference import two_pass_predict
-    from dermlearn.io import atomic_write_text
     from dermlearn.training.load_learner import load_learner
 
     learn = load_learner(args.model)
@@ -77,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError("no image files found in " + ", ".join(args.images))
     classes = learn.meta["classes"]
-    rows, failed = [], 0
     heat = Path(args.heatmaps) if args.heatmaps else None
+    if not args.two_pass and not heat:
+        return _predict_batched(learn, files, classes, args)
+    rows, failed = [], 0
     heat_names = output_names(files, "_gradcam.png") if heat else []
     for n, f in enumerate(files):
         try:
@@ -99,23 +99,64 @@ def run(args: argparse.Namespace) -> int:
         else:
             label, idx, probs = learn.predict(item, check_domain=False)  # checked below, by file name
             note = ""
-        for reason in learn.out_of_domain(item, photo if photo is not None else f):
-            print(f"{f}: warning: out of the model's training domain ({learn.input_domain.describe()}): {reason}", file=sys.stderr)
-        top = probs.topk(min(args.top, len(classes)))
-        print(f"{f}: {label} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")" + note)
-        rows.append({"image": str(f), "prediction": label, **extra, **{c: float(p) for c, p in zip(classes, probs)}})
+        _warn_domain(learn, f, learn.out_of_domain(item, photo if photo is not None else f))
+        rows.append(_report(f, probs, idx, classes, args.top, note, extra))
         if heat:
             path = heat / heat_names[n]
             if path.exists():
                 print(f"{f}: replacing {path} (written by an earlier run)", file=sys.stderr)
             _heatmap(learn, item, photo, str(f), path)
-    if args.csv:
+    _write_csv(rows, args.csv)
+    return 1 if failed and not rows else (3 if failed else 0)
+
+
+CHUNK = 1024
+"""Files per call of predict_files in the batched path: results print as each chunk ends."""
+
+
+def _predict_batched(learn, files: list[Path], classes: list[str], args: argparse.Namespace) -> int:
+    """The plain path: files decoded by DataLoader workers (domain checks there too) and
+    predicted in batches (:func:`dermlearn.inference.predict_files`), reported in order."""
+    rows, failed = [], 0
+    for start in range(0, len(files), CHUNK):
+        chunk = files[start : start + CHUNK]
+        res = learn.predict_files(chunk, bs=args.bs, check_domain=True, progress=len(files) >= 200 and sys.stderr.isatty())
+        for f, name, probs in zip(chunk, res.files, res.probs):
+            if name in res.errors:
+                print(f"{f}: error: {res.errors[name]}", file=sys.stderr)
+                failed += 1
+                continue
+            _warn_domain(learn, f, res.out_of_domain.get(name, []))
+            idx = int(probs.argmax())
+            rows.append(_report(f, probs, idx, classes, args.top))
+    _write_csv(rows, args.csv)
+    return 1 if failed and not rows else (3 if failed else 0)
+
+
+def _warn_domain(learn, f: Path, reasons: list[str]) -> None:
+    for reason in reasons:
+        print(f"{f}: warning: out of the model's training domain ({learn.input_domain.describe()}): {reason}", file=sys.stderr)
+
+
+def _report(f: Path, probs, idx: int, classes: list[str], top_k: int, note: str = "", extra: dict | None = None) -> dict:
+    """Print one file's prediction and top probabilities; returns its CSV row."""
+    top = probs.topk(min(top_k, len(classes)))
+    print(f"{f}: {classes[idx]} {float(probs[idx]):.3f}  (" + ", ".join(f"{classes[int(i)]} {float(v):.3f}" for v, i in zip(top.values, top.indices)) + ")" + note)
+    return {"image": str(f), "prediction": classes[idx], **(extra or {}), **{c: float(p) for c, p in zip(classes, probs)}}
+
+
+def _write_csv(rows: list[dict], path: str | None) -> None:
+    if path:
+        import csv
+        import io
+
+        from dermlearn.io import atomic_write_text
+
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["image"])
         w.writeheader()
         w.writerows(rows)
-        atomic_write_text(buf.getvalue(), args.csv)
-    return 1 if failed and not rows else (3 if failed else 0)
+        atomic_write_text(buf.getvalue(), path)
 
 
 def _heatmap(learn, item, photo, name: str, path: Path) -> None:

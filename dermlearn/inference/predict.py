@@ -16,7 +16,7 @@ from dermlearn.data.domain import OutOfDomainWarning, photo_thumbnail
 from dermlearn.losses import decodes_of
 from dermlearn.transforms.resize import Resize
 
-__all__ = ["input_size", "load_item", "out_of_domain", "predict"]
+__all__ = ["domain_reasons", "input_size", "load_item", "out_of_domain", "predict"]
 
 
 def input_size(learn) -> int | None:
@@ -62,7 +62,12 @@ def out_of_domain(learn, item: Tensor, source: str | os.PathLike | Image.Image |
         source: The photo it came from (file or PIL image), for the dermoscope check of a
             model trained on clinical photos.
     """
-    domain = learn.input_domain
+    return domain_reasons(learn.input_domain, item, source)
+
+
+def domain_reasons(domain, item: Tensor, source: str | os.PathLike | Image.Image | None = None) -> list[str]:
+    """:func:`out_of_domain` for an :class:`~dermlearn.data.domain.InputDomain` (or None):
+    what a worker process holds, without the Learner."""
     if domain is None:
         return []
     photo = photo_thumbnail(source) if source is not None and domain.modality == "clinical" else None

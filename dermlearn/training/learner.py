@@ -782,10 +782,12 @@ class Learner:
         :func:`dermlearn.inference.out_of_domain`."""
         return out_of_domain(self, item, source)
 
-    def predict_files(self, files: Sequence[str | os.PathLike], bs: int = 64, num_workers: int | None = None) -> FilePredictions:
+    def predict_files(self, files: Sequence[str | os.PathLike], bs: int = 64, num_workers: int | None = None,
+                      check_domain: bool = False, progress: bool = False) -> FilePredictions:  # fmt: skip
         """Predict image files in batches, decoded by DataLoader workers; unreadable files are
-        reported, not fatal. See :func:`dermlearn.inference.predict_files`."""
-        return predict_files(self, files, bs, num_workers)
+        reported, not fatal; ``check_domain``: out-of-domain images listed too. See
+        :func:`dermlearn.inference.predict_files`."""
+        return predict_files(self, files, bs, num_workers, check_domain=check_domain, progress=progress)
 
     def predict(self, item: Tensor | str | os.PathLike | Image.Image, check_domain: bool = True) -> tuple[str | int, int, Tensor]:
         """Predict one image.
