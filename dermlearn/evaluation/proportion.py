@@ -27,4 +27,5 @@ def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # in exact arithmetic low <= p <= high; in floats the bound at k = 0 or k = n can miss p by an ulp
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))

@@ -18,3 +18,10 @@ def test_wilson_interval_rejects_impossible_counts():
     for k, n in ((3, 2), (-1, 4), (0, 0)):
         with pytest.raises(ValueError, match="0 <= k <= n"):
             wilson_interval(k, n)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 30, 300, 1000])
+def test_wilson_interval_holds_the_rate_at_the_ends(n):
+    for k in (0, n):
+        low, high = wilson_interval(k, n)
+        assert low <= k / n <= high
