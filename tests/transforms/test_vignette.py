@@ -97,6 +97,14 @@ def test_rim_detector_on_synthetic_vignettes_and_bad_input():
         assert c is not None and abs(c.cx - cx) < 3 and abs(c.cy - cy) < 3 and abs(c.r - r) < 3, (c, cx, cy, r)
     flat = torch.full((3, 64, 64), 128, dtype=torch.uint8)
     assert detect_vignette(flat, method="rim") is None
+    # below 128 px the rim search does not run: a pale rim there is not found, where false
+    # rims on clean small images were
+    small = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    small = torch.nn.functional.interpolate(small, size=96, mode="area")[0].round().to(torch.uint8)
+    assert detect_vignette(small, method="rim") is None
+    from dermlearn.transforms.rim import detect_rim
+
+    assert detect_rim(small, min_side=64) is not None  # the same image, searched
     with pytest.raises(ValueError, match="method must be 'auto', 'dark' or 'rim'"):
         detect_vignette(flat, method="hough")
 
