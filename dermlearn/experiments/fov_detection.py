@@ -103,9 +103,9 @@ def _located(found: Circle | None, truth: Circle | None, tolerance: float) -> fl
                  and abs(found.r - truth.r) <= tolerance * truth.r)  # fmt: skip
 
 
-def _conditions(images: Tensor, n_boot_seed: int) -> list[tuple[str, str, int, list[tuple[Tensor, Circle | None, dict]]]]:
+def _conditions(images: Tensor, seed: int) -> list[tuple[str, str, int, list[tuple[Tensor, Circle | None, dict]]]]:
     """(condition, severity label, side, [(image, true circle or None, parameters)])."""
-    rng = np.random.default_rng(n_boot_seed)
+    rng = np.random.default_rng(seed)
     up = F.interpolate(images.float(), size=224, mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
     out = [("clean", "-", 28, [(x, None, {}) for x in images]), ("clean", "-", 224, [(x, None, {}) for x in up])]
     for sev, m in enumerate(BLACK_CORNER_SEVERITIES, 1):
