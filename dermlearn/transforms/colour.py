@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import check_images, like_input, to_unit, tracing
+from ._common import check_images, like_input, to_unit
 from .step import RandomStep, Step
 
 __all__ = ["RandomColourCast", "ShadesOfGray", "estimate_illuminant", "shades_of_gray"]
@@ -26,6 +26,11 @@ def estimate_illuminant(x: Tensor, p: float = 6.0, saturated: float = 0.98, bord
         p: Minkowski norm (>= 1).
         saturated: Pixels with any channel at or above this are excluded (clipped highlights).
         border: Fraction of the width/height excluded at each edge (vignettes, frames).
+
+    Returns:
+        float64 ``(B, 3)``; NaN for an image with no pixel left to estimate from (all
+        saturated, or black: a blown-out or empty photo), which :func:`shades_of_gray`
+        leaves unchanged.
     """
     check_images(x, "estimate_illuminant")
     if p < 1:
@@ -39,17 +44,18 @@ def estimate_illuminant(x: Tensor, p: float = 6.0, saturated: float = 0.98, bord
         edge[bh : h - bh, bw : w - bw] = False
         valid &= ~edge
     n = valid.sum(dim=(1, 2))
-    if not tracing() and (n == 0).any():
-        raise ValueError("estimate_illuminant: no valid pixels (all saturated or border)")
     wts = valid[:, None].float()
-    return ((v**p * wts).sum(dim=(2, 3), dtype=torch.float64) / n[:, None]) ** (1.0 / p)
+    return ((v**p * wts).sum(dim=(2, 3), dtype=torch.float64) / n[:, None]) ** (1.0 / p)  # 0 / 0: NaN where n == 0
 
 
 def shades_of_gray(x: Tensor, p: float = 6.0, saturated: float = 0.98, border: float = 0.05) -> Tensor:
     """Remove the colour cast: channel ``c`` times ``mean(e) / e_c`` (see
-    :func:`estimate_illuminant`). Same shape and dtype as ``x``, clamped to [0, 1]."""
+    :func:`estimate_illuminant`). Same shape and dtype as ``x``, clamped to [0, 1]. An
+    image with nothing to estimate from (all pixels saturated, or all black) is returned
+    unchanged."""
     e = estimate_illuminant(x, p, saturated, border)
     gain = (e.mean(dim=1, keepdim=True) / e.clamp(min=1e-8)).float()
+    gain = torch.where(torch.isfinite(gain) & (e.amax(dim=1, keepdim=True) > 0), gain, torch.ones_like(gain))
     return like_input((to_unit(x).float() * gain[:, :, None, None]).clamp(0, 1), x)
 
 

@@ -34,3 +34,15 @@ def test_shades_of_gray(pad_images):
     assert not torch.equal(rc(x), x)
     with pytest.raises(ValueError, match="p must be >= 1"):
         shades_of_gray(x, p=0.5)
+
+
+def test_shades_of_gray_leaves_blown_out_and_black_images(pad_images):
+    # a batch holding a photo with every pixel saturated and a black one: those two pass
+    # unchanged (nothing to estimate a cast from) and the others of the batch are corrected
+    x = torch.stack([im for im, _ in pad_images[:3]])
+    x[1], x[2] = 255, 0
+    e = estimate_illuminant(x)
+    assert torch.isnan(e[1]).all() and torch.isfinite(e[0]).all()
+    y = shades_of_gray(x)
+    assert torch.equal(y[1], x[1]) and torch.equal(y[2], x[2])
+    torch.testing.assert_close(y[:1], shades_of_gray(x[:1]))
