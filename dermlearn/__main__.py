@@ -1,7 +1,6 @@
-"""``python -m dermlearn`` runs the ``dermlearn`` command."""
-
 import sys
 
 from dermlearn.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
