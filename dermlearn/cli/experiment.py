@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "by seed, with the confused pairs each arm moves. dermamnist-transfer: a CIFAR-10 body fine-tuned "
                        "two-phase with discriminative rates vs one rate vs from scratch. fov-detection: the "
                        "field-of-view detector on DermaMNIST images it was not tuned on (MedMNIST-C black corners, "
-                       "synthetic rims, clean images). Every experiment takes --quick (a few minutes on 2 CPU "
+                       "synthetic rims, clean images). robustness: the study's corrections, photometric augmentation and "
+                       "MedMNIST-C's own augmentation on DermaMNIST's test split under every MedMNIST-C corruption "
+                       "(needs the medmnistc package). Every experiment takes --quick (a few minutes on 2 CPU "
                        "cores) and --out; 'dermlearn experiment NAME --help' lists its own options.")  # fmt: skip
     e.add_argument("name", choices=EXPERIMENTS, help="the experiment: " + ", ".join(EXPERIMENTS))
     e.add_argument("args", nargs=argparse.REMAINDER, help="the experiment's options, e.g. --quick --out DIR --seed 1")
@@ -31,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 EXPERIMENTS = ("photometric", "mitigation", "architectures", "cifar-speedup", "analysis", "dermamnist", "dermamnist-balancing",
-               "dermamnist-transfer", "fov-detection")
+               "dermamnist-transfer", "fov-detection", "robustness")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,8 @@ class _StopAfter(Callback):
 
 
 def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None,
-               pretrained: str | os.PathLike | None = None, two_phase: bool = False) -> tuple[Learner, dict, list[dict]]:  # fmt: skip
+               pretrained: str | os.PathLike | None = None, two_phase: bool = False, tfms: Sequence[torch.nn.Module] = (),
+               train_steps: Sequence[torch.nn.Module] = (), train_steps_at: int = 0) -> tuple[Learner, dict, list[dict]]:  # fmt: skip
     """Train one seed within ``args.budget_min`` minutes (range test included); returns the
     learner (its weights those of the best validation epoch), the training facts of the
     results row and the per-epoch history (``phase`` 'head' or 'all'; ``train_s``, the
@@ -131,12 +133,18 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
             new head alone (``args.head_cycles`` SGDR cycles of 1, 2.. epochs), then every
             layer with discriminative rates ``slice(lr / 100, lr / 10)``. False: every layer
             at the range test's rate from the start.
+        tfms: The model's preprocessing (``DermData.dls(tfms=...)``: applied to every
+            batch, in training and evaluation, and kept with the model), e.g. corrections.
+        train_steps: Training-only uint8 steps on every training batch (e.g. photometric
+            augmentation), before the geometric augmentation.
+        train_steps_at: How many of ``tfms`` run before ``train_steps`` (0: they run first).
     """
     set_seed(seed)
     augment = BatchAugment(args.size, flip_vert=getattr(args, "flip_vert", True), max_rotate=args.rotate, max_zoom=1.2,
                            max_warp=0.1, seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD)  # fmt: skip
     dls = data.dls(bs=args.bs, size=args.size, presize=args.size, augment=augment, balance=args.balance, seed=seed,
-                   progress=False)  # fmt: skip
+                   progress=False, tfms=list(tfms))  # fmt: skip
+    dls.train_tfms[train_steps_at:train_steps_at] = list(train_steps)
     stem = default_stem(args.arch, args.size) if args.stem == "auto" else args.stem
 
     def model() -> torch.nn.Module:
