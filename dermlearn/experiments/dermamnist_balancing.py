@@ -36,7 +36,7 @@ from dermlearn.io import atomic_write_text
 
 from .arm_stats import paired_intervals, plot_arms, summary
 from .dermamnist import run_seed
-from .options import parse_args
+from .options import add_recipe_args, parse_args
 from .record import Record, markdown_table
 
 __all__ = ["ARMS", "confusion_long", "leading_pairs_table", "main"]
@@ -86,13 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                     help="arms to run besides 'none' (default: all): " + "; ".join(ARMS))  # fmt: skip
-    ap.add_argument("--arch", default="resnet20", help="architecture, random init (default: %(default)s)")
-    ap.add_argument("--size", type=int, default=28)
-    ap.add_argument("--bs", type=int, default=128)
-    ap.add_argument("--budget-min", type=float, default=3.0, help="wall-clock minutes per arm and seed, range test included")
-    ap.add_argument("--lr-find-iters", type=int, default=100)
-    ap.add_argument("--probe-batches", type=int, default=10)
-    ap.add_argument("--rotate", type=float, default=180.0)
+    add_recipe_args(ap, budget_min=3.0)
     ap.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples per run's test scores (the intervals "
                     "reported are over seeds; default: %(default)s)")  # fmt: skip
     ap.add_argument("--pairs", type=int, default=5, help="leading confused pairs reported (default: %(default)s)")

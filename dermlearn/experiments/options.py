@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["QUICK_FIT", "add_fit_args", "parse_args"]
+__all__ = ["QUICK_FIT", "add_fit_args", "add_recipe_args", "parse_args"]
 
 QUICK_FIT = {"arch": "simple_cnn", "size": 64, "epochs": 3}
 """What ``--quick`` changes in the options of :func:`add_fit_args`."""
@@ -21,6 +21,20 @@ def add_fit_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--bs", type=int, default=32, help="batch size (default: %(default)s)")
     g.add_argument("--lr", type=float, default=2e-3, help="maximum learning rate (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and sampling (default: %(default)s)")
+
+
+def add_recipe_args(ap: argparse.ArgumentParser, budget_min: float, unit: str = "arm") -> None:
+    """The options of :func:`~dermlearn.experiments.dermamnist.train_seed` that the DermaMNIST
+    arm comparisons share: ``--arch``, ``--size``, ``--bs``, ``--budget-min`` (default
+    ``budget_min`` wall-clock minutes per ``unit`` and seed), ``--lr-find-iters``,
+    ``--probe-batches`` and ``--rotate``."""
+    ap.add_argument("--arch", default="resnet20", help="architecture, random init (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--bs", type=int, default=128)
+    ap.add_argument("--budget-min", type=float, default=budget_min, help=f"wall-clock minutes per {unit} and seed, range test included")
+    ap.add_argument("--lr-find-iters", type=int, default=100)
+    ap.add_argument("--probe-batches", type=int, default=10)
+    ap.add_argument("--rotate", type=float, default=180.0)
 
 
 def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None, quick: dict[str, object]) -> argparse.Namespace:

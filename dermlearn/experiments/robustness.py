@@ -64,7 +64,7 @@ from .medmnist_c import (
     load_corruptions,
     summary_errors,
 )
-from .options import parse_args
+from .options import add_recipe_args, parse_args
 from .record import Record, markdown_table
 
 __all__ = ["ARMS", "MODELS", "PHOTOMETRIC_FOV", "arm_summary", "corrections", "drop_table", "paired_table", "photometric",
@@ -267,13 +267,7 @@ def main(argv=None, corruptions: Mapping[str, Any] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM", help="arms (default: all): " + "; ".join(ARMS))
     ap.add_argument("--corruptions", nargs="+", metavar="NAME", help="medmnistc corruptions (default: every one that runs here)")
-    ap.add_argument("--arch", default="resnet20", help="architecture, random init (default: %(default)s)")
-    ap.add_argument("--size", type=int, default=28)
-    ap.add_argument("--bs", type=int, default=128)
-    ap.add_argument("--budget-min", type=float, default=2.0, help="wall-clock minutes per model and seed, range test included")
-    ap.add_argument("--lr-find-iters", type=int, default=100)
-    ap.add_argument("--probe-batches", type=int, default=10)
-    ap.add_argument("--rotate", type=float, default=180.0)
+    add_recipe_args(ap, budget_min=2.0, unit="model")
     ap.add_argument("--work-size", type=int, default=224, help="side the corruptions are applied at (default: %(default)s, MedMNIST-C's)")
     ap.add_argument("--pool", type=int, default=5, help="AugMedMNISTC draws per training image (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=2, help="processes that corrupt images (default: %(default)s)")
