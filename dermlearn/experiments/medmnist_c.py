@@ -118,6 +118,17 @@ def corrupt(images: Tensor, corruption: Any, severity: int, seed: int, work_size
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
+def _map(fn, args: list, workers: int, desc: str, progress: bool) -> list:
+    """``[fn(a) for a in args]`` with a progress bar, in ``workers`` spawned processes when
+    more than one (forked ones can hang in OpenCV once the parent has used torch)."""
+    from tqdm.auto import tqdm
+
+    if workers <= 1:
+        return [fn(a) for a in tqdm(args, desc=desc, disable=not progress)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(fn, args), total=len(args), desc=desc, disable=not progress))
+
+
 def _task(args: tuple) -> Tensor:
     return corrupt(*args)
 
@@ -149,14 +160,7 @@ def corrupted_sets(images: Tensor, corruptions: Mapping[str, Any], seed: int = 0
         return torch.load(file)
     tasks = [(name, sev) for name in names for sev in range(1, 6)]
     args = [(images, corruptions[name], sev, seed + 1000 * i + sev, work_size) for i, name in enumerate(names) for sev in range(1, 6)]
-    from tqdm.auto import tqdm
-
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(tqdm(pool.map(_task, args), total=len(args), desc="corrupting", disable=not progress))
-    else:
-        results = [_task(a) for a in tqdm(args, desc="corrupting", disable=not progress)]
-    out = dict(zip(tasks, results))
+    out = dict(zip(tasks, _map(_task, args, workers, "corrupting", progress)))
     if file is not None:
         os.makedirs(os.path.dirname(file), exist_ok=True)
         tmp = f"{file}.{os.getpid()}.tmp"
@@ -183,13 +187,7 @@ def augmentation_pool(images: Tensor, corruptions: Mapping[str, Any], k: int, se
     about 6 ms an image on one core (ten times a 28-px training step)."""
     arrays = images.permute(0, 2, 3, 1).numpy()
     chunks = [(arrays[i : i + 256], corruptions, seed + 7919 * d + i, work_size) for d in range(k) for i in range(0, len(arrays), 256)]
-    from tqdm.auto import tqdm
-
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(tqdm(pool.map(_augment_chunk, chunks), total=len(chunks), desc="AugMedMNISTC draws", disable=not progress))
-    else:
-        parts = [_augment_chunk(c) for c in tqdm(chunks, desc="AugMedMNISTC draws", disable=not progress)]
+    parts = _map(_augment_chunk, chunks, workers, "AugMedMNISTC draws", progress)
     per_draw = len(parts) // k
     draws = [np.concatenate(parts[d * per_draw : (d + 1) * per_draw]) for d in range(k)]
     return torch.from_numpy(np.stack(draws)).permute(0, 1, 4, 2, 3).contiguous()
