@@ -7,7 +7,8 @@ served by fast in-memory loaders with batched augmentation on the device.
 
 Labels use a vocabulary with a stable order (``classes=``, or sorted names). Splits: an
 explicit ``valid`` column / index list, else grouped by ``group_col`` when given (PAD-UFES-20:
-``patient_id``), else stratified; ``valid_pct`` 1/6 (5:1) and seeded by default.
+``patient_id``), else stratified; ``valid_pct`` 1/6 (5:1) and seeded by default. ``test_pct``
+holds out a test set the same way first (a three-way split: train / valid / test).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class DermData:
         group_col: Metadata column of groups (patient, lesion) for a grouped split.
         valid: Explicit validation set: a boolean metadata column name, or item indices.
         valid_pct: Validation share for random splits (default 1/6: the study's 5:1).
+        test_pct: Test share for random splits, held out (grouped or stratified, as the
+            validation set) before the validation set is drawn from the rest; ``valid_pct``
+            stays a share of all items. 0 (default): no test set.
         seed: Seed of the split (and default seed of loaders).
         name: A name for messages (kept in exported model files).
         modality: ``'clinical'`` (photos of the skin), ``'dermoscopic'`` or None (not
@@ -75,6 +79,7 @@ class DermData:
         seed: int = 0,
         name: str = "data",
         modality: str | None = None,
+        test_pct: float = 0.0,
     ) -> None:
         if modality not in (None, *MODALITIES):
             raise ValueError(f"{name}: modality must be None or one of {MODALITIES}, got {modality!r}")
@@ -96,14 +101,19 @@ class DermData:
         self.items = items
         self.y = labels.map(lookup).to_numpy(dtype=np.int64)
         self.name, self.seed, self.group_col = name, seed, group_col
-        self.split = self._split(valid, valid_pct, seed, group_col)
+        self.split = self._split(valid, valid_pct, test_pct, seed, group_col)
         self._cache: dict[int, tuple[Tensor, list]] = {}
         self.dropped: list[str] = []
 
     # ------------------------------------------------------------------ split
-    def _split(self, valid, valid_pct, seed, group_col) -> np.ndarray:
+    def _split(self, valid, valid_pct, test_pct, seed, group_col) -> np.ndarray:
         n = len(self.items)
         split = np.array(["train"] * n, dtype=object)
+        explicit = valid is not None or "split" in self.items.columns
+        if test_pct and (explicit or not 0.0 < test_pct < 1.0 or valid_pct + test_pct >= 1.0):
+            why = ("it applies to random splits only, and this data has an explicit split (a 'split' column or valid=)" if explicit
+                   else f"it must be in (0, 1) with valid_pct + test_pct < 1 (valid_pct is {valid_pct})")  # fmt: skip
+            raise ValueError(f"{self.name}: test_pct={test_pct}: {why}")
         if valid is None and "split" in self.items.columns:
             vals = self.items["split"].astype(str).str.lower().replace({"val": "valid", "validation": "valid"})
             bad = sorted(set(vals) - {"train", "valid", "test"})
@@ -120,16 +130,26 @@ class DermData:
             if len(idx) and (idx.min() < 0 or idx.max() >= n):
                 raise ValueError(f"{self.name}: validation indices must be in [0, {n}), got {idx.min()}..{idx.max()}")
             split[idx] = "valid"
-        elif group_col is not None:
-            if group_col not in self.items.columns:
-                raise ValueError(f"{self.name}: no group column {group_col!r}; columns are {list(self.items.columns)}")
-            _, v = grouped_split(self.y, self.items[group_col].to_numpy(), valid_pct, seed)
-            split[v] = "valid"
         else:
-            _, v = stratified_split(self.y, valid_pct, seed)
-            split[v] = "valid"
+            if group_col is not None and group_col not in self.items.columns:
+                raise ValueError(f"{self.name}: no group column {group_col!r}; columns are {list(self.items.columns)}")
+            groups = self.items[group_col].to_numpy() if group_col is not None else None
+
+            def held_out(rows: np.ndarray, pct: float) -> np.ndarray:
+                if groups is None:
+                    return rows[stratified_split(self.y[rows], pct, seed)[1]]
+                return rows[grouped_split(self.y[rows], groups[rows], pct, seed)[1]]
+
+            rest = np.arange(n)
+            if test_pct:
+                test = held_out(rest, test_pct)
+                split[test] = "test"
+                rest = np.setdiff1d(rest, test)
+            split[held_out(rest, valid_pct / (1.0 - test_pct))] = "valid"
         if not (split == "valid").any():
             raise ValueError(f"{self.name}: the validation set is empty")
+        if test_pct and not (split == "test").any():
+            raise ValueError(f"{self.name}: the test set is empty (test_pct={test_pct})")
         return split
 
     def indices(self, which: str) -> np.ndarray:
@@ -187,9 +207,9 @@ class DermData:
     # ------------------------------------------------------------------ sources
     @classmethod
     def from_folder(cls, path: str | os.PathLike, classes: Sequence[str] | None = None, valid_pct: float = 1 / 6, seed: int = 0,
-                    modality: str | None = None) -> DermData:  # fmt: skip
-        """``path/<class>/<image>``; stratified split."""
-        return cls(folder_table(path), classes, valid_pct=valid_pct, seed=seed, name=str(path), modality=modality)
+                    modality: str | None = None, test_pct: float = 0.0) -> DermData:  # fmt: skip
+        """``path/<class>/<image>``; stratified split (with ``test_pct``, three-way)."""
+        return cls(folder_table(path), classes, valid_pct=valid_pct, seed=seed, name=str(path), modality=modality, test_pct=test_pct)
 
     @classmethod
     def from_csv(
@@ -206,26 +226,30 @@ class DermData:
         valid_pct: float = 1 / 6,
         seed: int = 0,
         modality: str | None = None,
+        test_pct: float = 0.0,
     ) -> DermData:
         """Items from a CSV (see :func:`~dermlearn.data.sources.csv_table`). With one column
-        per class (``label_cols``) the classes default to those columns, in order."""
+        per class (``label_cols``) the classes default to those columns, in order.
+        ``test_pct``: hold out a test set as well (see :class:`DermData`)."""
         table = csv_table(csv, image_col, label_col, label_cols, root, suffix)
         if classes is None and label_cols is not None:
             classes = list(label_cols)
-        return cls(table, classes, group_col, valid_col, valid_pct, seed, name=str(csv), modality=modality)
+        return cls(table, classes, group_col, valid_col, valid_pct, seed, name=str(csv), modality=modality, test_pct=test_pct)
 
     @classmethod
-    def pad_ufes_20(cls, root: str | os.PathLike | None = None, originals: bool = False, valid_pct: float = 1 / 6, seed: int = 0) -> DermData:
-        """PAD-UFES-20 smartphone photos (``labels.csv``), grouped by ``patient_id``;
-        metadata ``patient_id``, ``lesion_id``, ``fitzpatrick``, ``region``, ``biopsed`` and
-        the lesion ``mask`` path are kept. ``originals=True``: the full-resolution subset."""
+    def pad_ufes_20(cls, root: str | os.PathLike | None = None, originals: bool = False, valid_pct: float = 1 / 6, seed: int = 0,
+                    test_pct: float = 0.0) -> DermData:  # fmt: skip
+        """PAD-UFES-20 smartphone photos (``labels.csv``), grouped by ``patient_id`` (the
+        test set too, with ``test_pct``: no patient on two sides); metadata ``patient_id``,
+        ``lesion_id``, ``fitzpatrick``, ``region``, ``biopsed`` and the lesion ``mask`` path
+        are kept. ``originals=True``: the full-resolution subset."""
         base = Path(root) if root is not None else data_root() / "pad-ufes-20"
         if originals:
             base = base / "originals"
         table = csv_table(base / "labels.csv", "image", "diagnostic", root=base)
         table["mask"] = [str((base / m).resolve()) for m in table["mask"]]
         return cls(table, group_col="patient_id", valid_pct=valid_pct, seed=seed, name="PAD-UFES-20" + (" originals" if originals else ""),
-                   modality="clinical")
+                   modality="clinical", test_pct=test_pct)  # fmt: skip
 
     @classmethod
     def dermamnist(cls, archive: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> DermData:

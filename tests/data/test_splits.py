@@ -36,6 +36,40 @@ def test_grouped_split_on_pad_ufes_20():
     assert abs(several[va].mean() - several.mean()) < 0.06, (several[va].mean(), several.mean())
 
 
+def test_three_way_split_holds_out_a_test_set_by_patient():
+    require_data("pad-ufes-20", "labels.csv")
+    data = dl.DermData.pad_ufes_20(seed=2, test_pct=1 / 6)
+    sides = {w: data.indices(w) for w in ("train", "valid", "test")}
+    assert sum(len(i) for i in sides.values()) == len(data.items)  # every photo on exactly one side
+    pats = {w: set(data.items["patient_id"].iloc[i]) for w, i in sides.items()}
+    assert not pats["train"] & pats["test"] and not pats["valid"] & pats["test"] and not pats["train"] & pats["valid"]
+    whole = np.bincount(data.y, minlength=data.c) / len(data.y)
+    for w in ("valid", "test"):  # both held-out sets are a sixth of all photos, with the classes' shares
+        assert abs(len(sides[w]) / len(data.y) - 1 / 6) < 0.02
+        assert np.abs(np.bincount(data.y[sides[w]], minlength=data.c) / len(sides[w]) - whole).max() < 0.03
+        assert (np.bincount(data.y[sides[w]], minlength=data.c) > 0).all()  # SCC's 22 photos reach both
+    again = dl.DermData.pad_ufes_20(seed=2, test_pct=1 / 6)
+    assert np.array_equal(again.indices("test"), sides["test"]) and np.array_equal(again.indices("valid"), sides["valid"])
+    assert not np.array_equal(dl.DermData.pad_ufes_20(seed=3, test_pct=1 / 6).indices("test"), sides["test"])
+    assert len(data.test_dl(bs=16, size=32).dataset) == len(sides["test"])
+
+
+def test_three_way_split_stratified_and_its_bad_shares():
+    import pandas as pd
+
+    y = np.repeat(np.arange(3), [60, 30, 12])
+    items = pd.DataFrame({"path": [f"{i}.png" for i in range(len(y))], "label": y.astype(str)})
+    data = dl.DermData(items, test_pct=0.25, valid_pct=0.25)
+    test, valid = data.indices("test"), data.indices("valid")
+    assert np.bincount(data.y[test]).tolist() == [15, 8, 3] and len(valid) + len(test) + len(data.indices("train")) == len(y)
+    assert abs(len(valid) - 0.25 * len(y)) <= 2 and not set(test) & set(valid)
+    with pytest.raises(ValueError, match="valid_pct \\+ test_pct < 1"):
+        dl.DermData(items, test_pct=0.9)
+    with pytest.raises(ValueError, match="explicit split"):
+        dl.DermData(items.assign(split="train"), test_pct=0.2)
+    assert len(dl.DermData(items).indices("test")) == 0  # no test set unless asked
+
+
 def test_grouped_split_sends_groups_of_every_size_to_both_sides():
     # 60 groups of one item and 20 groups of six, two classes: a side that took the large
     # groups first would leave validation with single items only
