@@ -1,45 +1,69 @@
-"""Arms compared over seeds on one test split: each score's mean with its 95% Student-t
-interval, paired differences to a baseline arm, and their plot. The arms of one seed share
-initial weights, data and augmentation seed, so a paired difference is steadier than either
-arm's spread over seeds."""
+"""Arms compared over seeds: each score's mean with its 95% Student-t interval, paired
+differences to a baseline arm, and their plot. The arms of one seed share initial weights,
+data and augmentation seed, so a paired difference is steadier than either arm's spread over
+seeds.
+
+On one fixed test split (DermaMNIST's) the seeds differ in training only, and the plain t
+interval is the one to read. Where each seed draws its own split of one dataset (PAD-UFES-20's
+repeated patient splits), the seeds' training and test sets overlap, their scores are
+correlated, and the plain t interval is too narrow: ``test_train_ratio`` (test items / items
+the model was trained and chosen on) then widens it by Nadeau and Bengio's correction
+(Machine Learning 52, 2003): the variance of the mean is ``s^2 (1/J + n_test/n_train)`` in
+place of ``s^2 / J`` for ``J`` seeds.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from .dermamnist import t_interval
 
-__all__ = ["SCORES", "paired_intervals", "plot_arms", "summary"]
+__all__ = ["SCORES", "interval", "paired_intervals", "plot_arms", "summary"]
 
 SCORES = {"acc": "ACC", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
 """Per-seed result columns (as :func:`~dermlearn.experiments.dermamnist.run_seed` names
 them) and their names in the tables."""
 
 
-def summary(runs: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """One row per arm (in run order): each score's mean over seeds with its 95% t interval,
-    and the mean recall of each class."""
+def interval(values: list[float], test_train_ratio: float | None = None) -> tuple[float, float, float]:
+    """Mean of ``values`` (one per seed) and its 95% t interval; with ``test_train_ratio``,
+    widened by ``sqrt(1 + J * test_train_ratio)`` for ``J`` values (Nadeau and Bengio's
+    corrected resampled t, for seeds that each drew their own split of one dataset)."""
+    mean, lo, hi = t_interval(values)
+    if test_train_ratio is None:
+        return mean, lo, hi
+    if test_train_ratio < 0:
+        raise ValueError(f"test_train_ratio must be >= 0, got {test_train_ratio}")
+    half = (hi - mean) * math.sqrt(1.0 + len(values) * test_train_ratio)
+    return mean, mean - half, mean + half
+
+
+def summary(runs: pd.DataFrame, classes: list[str], test_train_ratio: float | None = None) -> pd.DataFrame:
+    """One row per arm (in run order): each score's mean over seeds with its 95% interval
+    (see :func:`interval`), and the mean recall of each class."""
     rows = []
     for arm, g in runs.groupby("arm", sort=False):
         row: dict = {"arm": arm, "seeds": len(g)}
         for col, name in SCORES.items():
-            mean, lo, hi = t_interval(g[col].tolist())
+            mean, lo, hi = interval(g[col].tolist(), test_train_ratio)
             row |= {name: mean, f"{name} low": lo, f"{name} high": hi}
         row |= {f"recall {c}": float(g[f"recall_{c}"].mean()) for c in classes}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def paired_intervals(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+def paired_intervals(runs: pd.DataFrame, baseline: str, test_train_ratio: float | None = None) -> pd.DataFrame:
     """Each arm minus ``baseline``, seed by seed, for each score: the mean difference, its
-    95% t interval and whether the interval excludes zero."""
+    95% interval (see :func:`interval`) and whether the interval excludes zero."""
     rows = []
     for col, name in SCORES.items():
         wide = runs.pivot(index="seed", columns="arm", values=col)
         for arm in [a for a in dict.fromkeys(runs["arm"]) if a != baseline]:
             d = (wide[arm] - wide[baseline]).dropna()
-            mean, lo, hi = t_interval(d.tolist())
+            mean, lo, hi = interval(d.tolist(), test_train_ratio)
             rows.append({"arm": arm, "score": name, "difference": mean, "low": lo, "high": hi, "seeds": len(d),
                          "per seed": " ".join(f"{v:+.3f}" for v in d),
                          "excludes 0": bool(lo > 0 or hi < 0) if len(d) > 1 else False})  # fmt: skip

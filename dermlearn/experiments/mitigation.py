@@ -1,60 +1,76 @@
-"""The study's mitigation factors as an ablation (PAD-UFES-20): class balancing (none /
+"""The study's mitigation factors as an ablation on PAD-UFES-20: class balancing (none /
 static / dynamic, with or without momentum / loss weights 1/n, 1/sqrt(n) or by effective
-numbers), field-of-view crop to the lesion, automatic gamma, illumination correction and
-Shades of Gray colour constancy.
+numbers), field-of-view crop to the lesion, automatic gamma, the study's fixed gamma,
+illumination correction and Shades of Gray colour constancy.
 
-Every arm trains the same architecture for the same epochs from the same initial weights,
-on the same split (grouped by patient) and seed; one factor differs from the baseline
-(no balancing, no correction, full view). Each arm is evaluated on the validation photos
-as they are, with its own preprocessing. Reports accuracy and balanced accuracy per arm
-(mean and standard deviation over seeds with ``--seeds``), and the confused pairs that
-moved most against the baseline (symmetric error counts, as the study's pair table);
-``paired.csv`` / ``paired.md`` give each arm's differences to the baseline seed by seed.
+Each seed draws its own three-way split grouped by patient (no patient on two sides):
+training, validation (early stopping on its loss, the best epoch's weights kept: every choice
+is made there) and test, scored once per arm at the end. Every arm of a seed trains the same
+architecture from the same initial weights on the same split; one factor differs from the
+baseline (no balancing, no correction, full view), and each arm sees the test photos through
+its own preprocessing.
 
-    python -m dermlearn.experiments.mitigation [--quick] [--seeds 0 1 2] [--arch resnet18] [--epochs 8] [--out DIR]
+Per arm, the test accuracy, balanced accuracy, AUC and per-class recall as means over seeds
+with 95% intervals, and each arm's paired difference to the baseline with its interval and
+whether it excludes zero. Because the seeds' splits overlap, the intervals are Nadeau and
+Bengio's corrected resampled t (:func:`~dermlearn.experiments.arm_stats.interval`); the plain
+t bounds are kept in ``paired.csv`` as ``t low`` / ``t high``. ``pairs.md``: the class pairs
+the baseline confuses most and how each arm moves them.
+
+    python -m dermlearn.experiments.mitigation [--quick] [--seeds 0 1 2] [--arms ...] [--arch resnet18] [--epochs 8] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
 import pandas as pd
 import torch
 
 from dermlearn.data import DermData, DynamicBalance
-from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, confusion_matrix, roc_auc
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc
 from dermlearn.io import atomic_write_text
 from dermlearn.losses import CrossEntropy
 from dermlearn.models import create_model
 from dermlearn.training.learner import Learner
-from dermlearn.transforms import AutoGamma, CorrectIllumination, ShadesOfGray
+from dermlearn.training.tracker import EarlyStopping
+from dermlearn.transforms import AdjustGamma, AutoGamma, CorrectIllumination, ShadesOfGray
 
+from .arm_stats import paired_intervals, plot_arms, summary
+from .dermamnist_balancing import confusion_long, leading_pairs_table
 from .options import QUICK_FIT, add_fit_args, parse_args
 from .photometric import lesion_crops
-from .plots import plot_bars
 from .record import Record, markdown_table
 
-#: The scores of each arm, on the validation photos.
-SCORES = ("accuracy", "balanced accuracy", "AUC")
+__all__ = ["ARMS", "MAIN_ARMS", "STUDY_GAMMA", "main", "run_arm"]
+
+STUDY_GAMMA = 1 / 1.35
+"""The study's fixed gamma "1.2-1.5 to lift shadows" (the middle, 1.35) in dermlearn's
+convention ``out = in ** gamma``: the study's figure is a display gamma, ``in ** (1/g)``."""
+
 
 class Arm(NamedTuple):
-    """One arm of the ablation: how it balances, which corrections it applies, whether it
-    trains on lesion crops, for ``balance='loss'`` the loss weights'
+    """One arm of the ablation: how it balances, which corrections it applies (factories of
+    pipeline steps, applied to training, validation and test photos alike), whether it trains
+    on lesion crops, for ``balance='loss'`` the loss weights'
     :func:`~dermlearn.inverse_frequency_weights` options, for ``balance='dynamic'`` the
     :class:`~dermlearn.DynamicBalance` options."""
 
     balance: str = "none"
-    corrections: tuple[type, ...] = ()
+    corrections: tuple[Callable[[], torch.nn.Module], ...] = ()
     crop: bool = False
     weights: dict[str, float] | None = None
     dynamic: dict[str, Any] | None = None
 
 
+BASELINE = "baseline (none)"
+
 ARMS: dict[str, Arm] = {
-    "baseline (none)": Arm(),
+    BASELINE: Arm(),
     "balance: static": Arm("static"),
     "balance: resample": Arm("resample"),
     "balance: dynamic": Arm("dynamic"),
@@ -65,129 +81,119 @@ ARMS: dict[str, Arm] = {
     "balance: loss-weighted effective n (beta 0.99)": Arm("loss", weights={"power": 1.0, "beta": 0.99}),
     "FoV: lesion crop": Arm(crop=True),
     "gamma: auto": Arm(corrections=(AutoGamma,)),
+    f"gamma: fixed {STUDY_GAMMA:.2f} (the study's 1.35)": Arm(corrections=(functools.partial(AdjustGamma, STUDY_GAMMA),)),
     "illumination correction": Arm(corrections=(CorrectIllumination,)),
     "colour: shades of gray": Arm(corrections=(ShadesOfGray,)),
 }
 
-
-def pair_counts(cm: np.ndarray, vocab: list[str]) -> dict[str, int]:
-    """Symmetric error counts ``cm[a, b] + cm[b, a]`` of every unordered pair ``'a / b'``."""
-    return {f"{vocab[a]} / {vocab[b]}": int(cm[a, b] + cm[b, a]) for a in range(len(vocab)) for b in range(a + 1, len(vocab))}
-
-
-def moved_pairs(base: dict[str, int], arm: dict[str, int], k: int = 2) -> str:
-    """The ``k`` pairs whose error count changed most against the baseline, e.g.
-    ``'BCC / SCC -3, ACK / SEK +2'`` (``'-'`` when none changed)."""
-    delta = sorted(((arm[p] - base[p], p) for p in base if arm[p] != base[p]), key=lambda t: (-abs(t[0]), t[1]))
-    return ", ".join(f"{p} {d:+d}" for d, p in delta[:k]) or "-"
+MAIN_ARMS = (BASELINE, "balance: static", "balance: loss-weighted 1/sqrt(n)", "gamma: auto",
+             f"gamma: fixed {STUDY_GAMMA:.2f} (the study's 1.35)", "colour: shades of gray", "illumination correction")  # fmt: skip
+"""The arms run by default: no balancing or correction, the two balancing arms that kept
+accuracy in the first (three-seed, validation-scored) ablation, and every photometric
+correction."""
 
 
-def run_arm(data: DermData, crops: DermData | None, arm: str, args, init: torch.nn.Module, seed: int):
-    """Train one arm from ``init``; returns the learner and its validation probabilities and targets."""
+def scores(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], prefix: str = "") -> dict[str, float]:
+    """Accuracy, balanced accuracy, AUC and each class's recall of ``probs`` ``(N, C)``
+    against ``targets`` ``(N,)``, named as :data:`~dermlearn.experiments.arm_stats.SCORES`
+    and ``recall_<class>`` (each name after ``prefix``)."""
+    out = {"acc": accuracy, "balanced_accuracy": balanced_accuracy, "auc": roc_auc}
+    row = {prefix + k: float(m(probs, targets)) for k, m in out.items()}
+    recall = per_class_recall(probs, targets)
+    return row | {f"{prefix}recall_{c}": float(recall[i]) for i, c in enumerate(classes)}
+
+
+def run_arm(data: DermData, crops: DermData | None, arm: str, args: argparse.Namespace, init: torch.nn.Module, seed: int):
+    """Train one arm from ``init`` with early stopping on the validation loss (the best
+    epoch's weights kept), then predict the validation and, once, the test photos.
+
+    Returns:
+        The learner, its :class:`EarlyStopping` callback, and ``(probs, targets)`` of the
+        validation and of the test photos.
+    """
     spec = ARMS[arm]
     source = crops if spec.crop else data
     dls = source.dls(bs=args.bs, size=args.size, seed=seed, balance=spec.balance, progress=False,
-                     tfms=[c() for c in spec.corrections])  # fmt: skip
+                     tfms=[make() for make in spec.corrections])  # fmt: skip
     if spec.balance == "dynamic":
         dls.cbs = [DynamicBalance(**(spec.dynamic or {}))]
     loss = CrossEntropy(weight=source.class_weights(**spec.weights) if spec.balance == "loss" else None)
     torch.manual_seed(seed)
     learn = Learner(dls, copy.deepcopy(init), loss_func=loss, metrics=[accuracy, balanced_accuracy], progress=False)
-    learn.fit_one_cycle(args.epochs, args.lr)
-    probs, targs = learn.get_preds()
-    return learn, probs, targs
-
-
-def summarize(runs: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """One row per arm (in run order) from the per-seed rows: mean accuracy, balanced
-    accuracy and ROC AUC (each with its standard deviation over seeds when there are several), mean
-    errors, and the pairs whose error count, summed over seeds, moved most against the
-    first arm's."""
-    arms = list(dict.fromkeys(runs["arm"]))
-    g = runs.groupby("arm", sort=False)
-    table = pd.DataFrame({"arm": arms})
-    for col in SCORES:
-        table[col] = g[col].mean()[arms].to_numpy()
-        if runs["seed"].nunique() > 1:
-            table[f"{col} sd"] = g[col].std()[arms].to_numpy()
-    table["errors"] = g["errors"].mean()[arms].to_numpy()
-    summed = pairs.drop(columns="seed").groupby("arm", sort=False).sum()
-    base = summed.loc[arms[0]].to_dict()
-    table["pairs that moved (vs baseline)"] = ["-" if a == arms[0] else moved_pairs(base, summed.loc[a].to_dict()) for a in arms]
-    return table
-
-
-def paired_differences(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each arm against the first arm (the baseline) seed by seed: the arms of one seed share
-    the split and the initial weights, so their difference is paired and steadier than the
-    spread of either arm over seeds. One row per arm after the first; for each score, the mean
-    difference over seeds (``'Δ accuracy'``), the differences per seed in seed order
-    (``'accuracy per seed'``, e.g. ``'+0.043 -0.078 +0.000'``) and the number of seeds on
-    which the arm scored higher (``'accuracy higher'``); ``seeds`` is their number."""
-    arms = list(dict.fromkeys(runs["arm"]))
-    wide = {col: runs.pivot(index="seed", columns="arm", values=col) for col in SCORES}
-    rows = []
-    for arm in arms[1:]:
-        row: dict[str, Any] = {"arm": arm}
-        for col, w in wide.items():
-            d = w[arm] - w[arms[0]]
-            row[f"Δ {col}"] = float(d.mean())
-            row[f"{col} per seed"] = " ".join(f"{v:+.3f}" for v in d)
-            row[f"{col} higher"] = int((d > 0).sum())
-        row["seeds"] = len(wide[SCORES[0]])
-        rows.append(row)
-    return pd.DataFrame(rows)
+    stop = EarlyStopping(monitor="valid_loss", patience=args.patience, restore_best_weights=True)
+    learn.fit_one_cycle(args.epochs, args.lr, cbs=[stop])
+    valid = learn.get_preds()
+    test = learn.get_preds(dl=source.test_dl(bs=args.bs, size=args.size))
+    return learn, stop, valid, test
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment mitigation", description=__doc__.split("\n\n")[0])
     add_fit_args(ap)
     ap.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                    help="run the whole ablation once per seed (split, initial weights, sampling) and report the "
-                         "mean and standard deviation over them (default: --seed alone)")  # fmt: skip
-    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
-                    help="arms to run (default: all): " + "; ".join(ARMS))  # fmt: skip
+                    help="run the whole ablation once per seed (split, initial weights, sampling) and report means "
+                         "and intervals over them (default: --seed alone)")  # fmt: skip
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(MAIN_ARMS), metavar="ARM",
+                    help="arms to run (default: the main arms: " + "; ".join(MAIN_ARMS) + "); all arms: " + "; ".join(ARMS))  # fmt: skip
+    ap.add_argument("--test-pct", type=float, default=1 / 6, help="share of the photos held out as the test set, by patient (default: 1/6)")
+    ap.add_argument("--valid-pct", type=float, default=1 / 6, help="share of the photos in the validation set, by patient (default: 1/6)")
+    ap.add_argument("--patience", type=int, default=3, help="early stopping: epochs without a lower validation loss (default: %(default)s)")
     ap.add_argument("--out", default="results/mitigation", help="output folder (default: %(default)s)")
     args = parse_args(ap, argv, QUICK_FIT)
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):
         ap.error(f"--seeds must differ, got {seeds}")
-    arms = ["baseline (none)"] + [a for a in args.arms if a != "baseline (none)"]
+    arms = [BASELINE] + [a for a in dict.fromkeys(args.arms) if a != BASELINE]
     rec = Record("mitigation", args.out, args)
-    runs, all_pairs, described, n_valid = [], [], [], []
+    runs, confusion, described, sizes = [], [], [], []
     for seed in seeds:
-        data = DermData.pad_ufes_20(seed=seed)
+        try:
+            data = DermData.pad_ufes_20(seed=seed, valid_pct=args.valid_pct, test_pct=args.test_pct)
+        except ValueError as e:
+            ap.error(str(e))
         print(f"seed {seed}: {data}")
         described.append(repr(data))
+        n = {w: len(data.indices(w)) for w in ("train", "valid", "test")}
+        sizes.append(n)
         presize = max(args.size, round(1.25 * args.size))
         crops = data.with_images(presize, lesion_crops(data, presize)) if any(ARMS[a].crop for a in arms) else None
         torch.manual_seed(seed)
         init = create_model(args.arch, data.c)
-        vocab = list(data.classes)
+        classes = list(data.classes)
         for arm in arms:
-            learn, probs, targs = run_arm(data, crops, arm, args, init, seed)
+            learn, stop, (vp, vt), (tp, tt) = run_arm(data, crops, arm, args, init, seed)
             rec.add_history(learn.recorder.values, seed=seed, arm=arm)
-            pairs = pair_counts(confusion_matrix(probs, targs, len(vocab)).numpy(), vocab)
-            all_pairs.append({"seed": seed, "arm": arm, **pairs})
-            acc, bal, auc = (float(m(probs, targs)) for m in (accuracy, balanced_accuracy, roc_auc))
-            runs.append({"seed": seed, "arm": arm, "accuracy": acc, "balanced accuracy": bal, "AUC": auc, "errors": int(sum(pairs.values()))})
-            print(f"[seed {seed}, {arm}] accuracy {acc:.3f}, balanced accuracy {bal:.3f}, AUC {auc:.3f}")
-        n_valid.append(len(targs))
-    runs, all_pairs = pd.DataFrame(runs), pd.DataFrame(all_pairs)
-    atomic_write_text(runs.to_csv(index=False), rec.out / "runs.csv")
-    atomic_write_text(all_pairs.to_csv(index=False), rec.out / "pairs.csv")
-    table = summarize(runs, all_pairs)
+            row = {"seed": seed, "arm": arm, "best_epoch": stop.best_epoch, "epochs_run": len(learn.recorder.values), **n}
+            row |= scores(vp, vt, classes, prefix="valid_") | scores(tp, tt, classes)
+            row["errors"] = int((tp.argmax(1) != tt).sum())
+            runs.append(row)
+            confusion.append(confusion_long(tp, tt, classes).assign(arm=arm, seed=seed))
+            print(f"[seed {seed}, {arm}] best epoch {stop.best_epoch}; valid accuracy {row['valid_acc']:.3f}; "
+                  f"test accuracy {row['acc']:.3f}, balanced accuracy {row['balanced_accuracy']:.3f}, AUC {row['auc']:.3f}")
+            rec.save_table(pd.DataFrame(runs), "runs")  # after every arm: a long run's finished arms are kept
+    runs_df, conf = pd.DataFrame(runs), pd.concat(confusion, ignore_index=True)
+    rec.save_table(conf, "confusion")
+    # the seeds' splits overlap: widen the intervals by the test / training ratio (Nadeau and Bengio)
+    ratio = float(sum(s["test"] for s in sizes) / sum(s["train"] + s["valid"] for s in sizes)) if len(seeds) > 1 else None
+    table = summary(runs_df, classes, ratio)
+    table["errors"] = runs_df.groupby("arm", sort=False)["errors"].mean().to_numpy()
+    title = f"PAD-UFES-20 test photos: mitigation arms over {len(seeds)} seed(s)"
+    rec.save_figure(plot_arms(table, classes, title), "results.png")
+    fmt = {c: ".3f" for c in table.columns if c not in ("arm", "seeds", "errors")} | {"errors": ".1f"}
+    extra = {"data": described, "seeds": seeds, "sizes": sizes, "classes": classes, "arms": arms, "test_train_ratio": ratio,
+             "intervals": "95% t over seeds, widened by Nadeau and Bengio's correction" if ratio else "one seed: none"}  # fmt: skip
+    md = rec.finish(table, formats=fmt, extra=extra)
     if len(arms) > 1:
-        paired = paired_differences(runs)
-        atomic_write_text(paired.to_csv(index=False), rec.out / "paired.csv")
-        atomic_write_text(markdown_table(paired, {c: "+.3f" for c in paired.columns if c.startswith("Δ")}), rec.out / "paired.md")
-    sd = [f"{c} sd" for c in SCORES] if len(seeds) > 1 else None
-    title = "mitigation ablation" + (f", mean ± sd over {len(seeds)} seeds" if sd else "")
-    rec.save_figure(plot_bars(table, "arm", list(SCORES), title, baseline=True, error_cols=sd), "results.png")
-    fmt = {c: ".3f" for c in table.columns if c.startswith(SCORES)} | {"errors": ".1f" if sd else ".0f"}
-    md = rec.finish(table, formats=fmt, extra={"data": described, "seeds": seeds, "n_valid": n_valid, "classes": vocab})
+        paired = paired_intervals(runs_df, BASELINE, ratio)
+        plain = paired_intervals(runs_df, BASELINE)
+        paired["t low"], paired["t high"] = plain["low"], plain["high"]
+        rec.save_table(paired, "paired")
+        pairs = leading_pairs_table(conf, BASELINE, k=3)
+        rec.save_table(pairs, "pairs")
+        atomic_write_text(markdown_table(paired, {c: "+.3f" for c in ("difference", "low", "high", "t low", "t high")}), rec.out / "paired.md")
+        atomic_write_text(markdown_table(pairs), rec.out / "pairs.md")
     print(md)
-    print(f"wrote {rec.out}/results.csv, results.md, runs.csv, pairs.csv, paired.csv, paired.md, history.csv, results.png, config.json")
+    print(f"wrote {rec.out}: results.csv/.md/.png, runs.csv, paired.csv/.md, pairs.csv/.md, confusion.csv, history.csv, config.json")
     return 0
 
 
