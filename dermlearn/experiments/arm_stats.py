@@ -70,9 +70,10 @@ def paired_intervals(runs: pd.DataFrame, baseline: str, test_train_ratio: float 
     return pd.DataFrame(rows)
 
 
-def plot_arms(table: pd.DataFrame, classes: list[str], title: str):
+def plot_arms(table: pd.DataFrame, classes: list[str], title: str, interval_name: str = "95% t interval"):
     """Left: test accuracy and balanced accuracy per arm (rows of :func:`summary`) with
-    their 95% intervals over seeds. Right: per-class test recall per arm. Returns the Figure."""
+    their 95% intervals over seeds (``interval_name`` labels them). Right: per-class test
+    recall per arm. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.5 * len(table) + 2.5), layout="constrained")
@@ -84,7 +85,7 @@ def plot_arms(table: pd.DataFrame, classes: list[str], title: str):
     ax.set_yticks(y, table["arm"])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("test score (mean over seeds, 95% t interval)")
+    ax.set_xlabel(f"test score (mean over seeds, {interval_name})")
     ax.legend(fontsize=8, loc="lower right")
     x = np.arange(len(classes))
     w = 0.8 / max(len(table), 1)

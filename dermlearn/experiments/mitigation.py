@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     table = summary(runs_df, classes, ratio)
     table["errors"] = runs_df.groupby("arm", sort=False)["errors"].mean().to_numpy()
     title = f"PAD-UFES-20 test photos: mitigation arms over {len(seeds)} seed(s)"
-    rec.save_figure(plot_arms(table, classes, title), "results.png")
+    rec.save_figure(plot_arms(table, classes, title, "95% corrected resampled t interval" if ratio else "one seed"), "results.png")
     fmt = {c: ".3f" for c in table.columns if c not in ("arm", "seeds", "errors")} | {"errors": ".1f"}
     extra = {"data": described, "seeds": seeds, "sizes": sizes, "classes": classes, "arms": arms, "test_train_ratio": ratio,
              "intervals": "95% t over seeds, widened by Nadeau and Bengio's correction" if ratio else "one seed: none"}  # fmt: skip

@@ -47,6 +47,28 @@ def test_paired_intervals_are_t_intervals_of_the_per_seed_differences():
     assert table.loc["none", "recall mel"] == 0.5 and list(table.index) == ["none", "a", "b"]
 
 
+def test_corrected_resampled_interval_widens_the_t_interval_by_nadeau_bengio():
+    from scipy import stats
+
+    from dermlearn.experiments.arm_stats import interval
+
+    d = [0.02, -0.01, 0.04, 0.03, 0.00, 0.05, 0.01, 0.02, -0.02, 0.03]
+    j, ratio = len(d), 116 / 570
+    mean, lo, hi = interval(d, ratio)
+    # variance of the mean s^2 (1/J + n_test/n_train) in place of s^2/J, with J - 1 degrees of freedom
+    half = stats.t.ppf(0.975, j - 1) * np.std(d, ddof=1) * np.sqrt(1 / j + ratio)
+    assert mean == pytest.approx(np.mean(d)) and (lo, hi) == pytest.approx((mean - half, mean + half), abs=1e-4)
+    assert interval(d) == pytest.approx(interval(d, 0.0))  # no overlap: the plain t interval
+    plain = interval(d)
+    assert plain[1] > 0 and lo < 0  # here the correction is what turns "excludes 0" into "does not"
+    with pytest.raises(ValueError, match="test_train_ratio"):
+        interval(d, -0.1)
+    runs = _runs()
+    wide = paired_intervals(runs, "none", test_train_ratio=0.25).set_index(["arm", "score"]).loc[("b", "ACC")]
+    narrow = paired_intervals(runs, "none").set_index(["arm", "score"]).loc[("b", "ACC")]
+    assert wide["high"] - wide["difference"] == pytest.approx((narrow["high"] - narrow["difference"]) * np.sqrt(1 + 4 * 0.25))
+
+
 def test_leading_pairs_count_both_directions_and_the_change_of_their_sum():
     targets = torch.tensor([4, 4, 4, 5, 5, 2, 2, 5])  # mel, mel, mel, nv, nv, bkl, bkl, nv
     base = torch.tensor([5, 5, 4, 4, 5, 5, 2, 2])  # mel->nv x2, nv->mel x1, bkl->nv x1, nv->bkl x1
