@@ -120,7 +120,7 @@ def run_arm(data: DermData, crops: DermData | None, arm: str, args: argparse.Nam
     loss = CrossEntropy(weight=source.class_weights(**spec.weights) if spec.balance == "loss" else None)
     torch.manual_seed(seed)
     learn = Learner(dls, copy.deepcopy(init), loss_func=loss, metrics=[accuracy, balanced_accuracy], progress=False)
-    stop = EarlyStopping(monitor="valid_loss", patience=args.patience, restore_best_weights=True)
+    stop = EarlyStopping(monitor="valid_loss", patience=args.patience, restore_best_weights=True, min_epochs=args.min_epochs)
     learn.fit_one_cycle(args.epochs, args.lr, cbs=[stop])
     valid = learn.get_preds()
     test = learn.get_preds(dl=source.test_dl(bs=args.bs, size=args.size))
@@ -138,6 +138,9 @@ def main(argv=None) -> int:
     ap.add_argument("--test-pct", type=float, default=1 / 6, help="share of the photos held out as the test set, by patient (default: 1/6)")
     ap.add_argument("--valid-pct", type=float, default=1 / 6, help="share of the photos in the validation set, by patient (default: 1/6)")
     ap.add_argument("--patience", type=int, default=3, help="early stopping: epochs without a lower validation loss (default: %(default)s)")
+    ap.add_argument("--min-epochs", type=int, default=0,
+                    help="early stopping: never stop before this many epochs, e.g. past one-cycle's high-rate epochs "
+                         "(default: %(default)s, as the recorded run)")  # fmt: skip
     ap.add_argument("--out", default="results/mitigation", help="output folder (default: %(default)s)")
     args = parse_args(ap, argv, QUICK_FIT)
     seeds = args.seeds or [args.seed]

@@ -88,6 +88,10 @@ class EarlyStopping(TrackerCallback):
         patience: Epochs without improvement tolerated before stopping (>= 0).
         restore_best_weights: At the end of training, put back the weights of the best epoch
             (kept in memory).
+        min_epochs: Never stop before this many epochs have run (the best value is tracked
+            from the first). For one-cycle and SGDR schedules: the validation loss of their
+            high-learning-rate epochs is no guide, and with ``min_epochs=0`` a fit whose
+            first epoch happened to score best can stop before the rate comes down.
 
     Attributes:
         stopped_epoch: Epoch after which training stopped (None if it ran to the end).
@@ -102,12 +106,15 @@ class EarlyStopping(TrackerCallback):
         patience: int = 1,
         baseline: float | None = None,
         restore_best_weights: bool = False,
+        min_epochs: int = 0,
     ) -> None:
         super().__init__(monitor, mode, min_delta, baseline)
         self.order = 61  # after other trackers, so a stop never skips their after_epoch
         if patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}")
-        self.patience, self.restore_best_weights = patience, restore_best_weights
+        if min_epochs < 0:
+            raise ValueError(f"min_epochs must be >= 0, got {min_epochs}")
+        self.patience, self.restore_best_weights, self.min_epochs = patience, restore_best_weights, min_epochs
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.stop_reason: str | None = None
@@ -127,7 +134,7 @@ class EarlyStopping(TrackerCallback):
                 self._best_state = copy.deepcopy(self.learn.model.state_dict())
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait > self.patience and self.learn.epoch + 1 >= self.min_epochs:
             self.stopped_epoch = self.learn.epoch
             self.stop_reason = (
                 f"{self.monitor} did not improve by more than {self.min_delta} ({self.mode}) for {self.wait} epochs; "

@@ -81,7 +81,7 @@ def test_mitigation_experiment_quick(public_data_cache, tmp_path, monkeypatch, c
     out = tmp_path / "mit"
     arms = ["balance: loss-weighted 1/sqrt(n)", "FoV: lesion crop"]
     assert main(["experiment", "mitigation", "--quick", "--epochs", "2", "--size", "48", "--seeds", "0", "3", "--arms", *arms,
-                 "--patience", "0", "--out", str(out)]) == 0  # fmt: skip
+                 "--patience", "0", "--min-epochs", "2", "--out", str(out)]) == 0  # fmt: skip
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs["seed"].unique()) == [0, 3] and len(runs) == 6
     # each seed: its own three-way split by patient, every arm of the seed on the same one
@@ -96,7 +96,7 @@ def test_mitigation_experiment_quick(public_data_cache, tmp_path, monkeypatch, c
         assert table.loc[arm, "ACC"] == pytest.approx(rows["acc"].mean())
         assert table.loc[arm, "errors"] == pytest.approx(rows["errors"].mean())
         assert (rows["errors"] == (rows["test"] * (1 - rows["acc"])).round()).all()
-        assert (rows["best_epoch"] < rows["epochs_run"]).all()
+        assert (rows["best_epoch"] < rows["epochs_run"]).all() and (rows["epochs_run"] == 2).all()  # patience 0, yet 2 epochs
     paired = pd.read_csv(out / "paired.csv").set_index(["arm", "score"])
     d = runs.pivot(index="seed", columns="arm", values="auc")
     diff = d[arms[0]] - d["baseline (none)"]

@@ -37,6 +37,26 @@ def test_early_stopping_patience_mode_and_reason():
     assert "score did not improve" in es.stop_reason and "epoch 1" in es.stop_reason
 
 
+def test_early_stopping_waits_for_min_epochs_but_tracks_the_best_from_the_first():
+    # the first epoch scores best, then a one-cycle-like spike: without min_epochs the fit
+    # stops after epoch 3 on the first epoch's weights; with min_epochs=6 it runs on and
+    # the later epochs beat it
+    scores = [1.7, 4.6, 2.1, 1.72, 1.86, 1.27, 1.26, 1.25]
+    early = dl.EarlyStopping(monitor="score", mode="min", patience=2)
+    tiny_learner(metrics=[Scripted(scores)], cbs=[early]).fit(8)
+    assert early.stopped_epoch == 3 and early.best_epoch == 0
+    late = dl.EarlyStopping(monitor="score", mode="min", patience=2, min_epochs=6)
+    learn = tiny_learner(metrics=[Scripted(scores)], cbs=[late])
+    learn.fit(8)
+    assert late.stopped_epoch is None and late.best_epoch == 7 and len(learn.recorder.values) == 8
+    # past min_epochs, patience applies as before; the best is the best of every epoch
+    flat = dl.EarlyStopping(monitor="score", mode="min", patience=1, min_epochs=3)
+    tiny_learner(metrics=[Scripted([1.0, 2.0, 2.0, 2.0, 2.0, 0.5])], cbs=[flat]).fit(6)
+    assert flat.stopped_epoch == 2 and flat.best_epoch == 0
+    with pytest.raises(ValueError, match="min_epochs"):
+        dl.EarlyStopping(min_epochs=-1)
+
+
 def test_min_delta_and_min_mode():
     es = dl.EarlyStopping(monitor="score", mode="min", min_delta=0.05, patience=0)
     learn = tiny_learner(metrics=[Scripted([1.0, 0.97, 0.5])], cbs=[es])
