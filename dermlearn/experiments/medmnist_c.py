@@ -5,8 +5,10 @@ package's own training augmentation (``AugMedMNISTC``), and its summary errors.
 The package is an optional extra, never a dependency of dermlearn:
 ``pip install --no-deps medmnistc Wand`` (its metadata pins ``medmnist==3.0.1`` and
 ``scikit-image==0.23.2``; it runs with newer ones) and, for its motion blur, ImageMagick's
-MagickWand (``apt-get install libmagickwand-dev``). Corruptions that cannot run here (motion
-blur calls ``np.fromstring``, which NumPy 2 removed) are left out with their reason.
+MagickWand (``apt-get install libmagickwand-dev``). The package's motion blur decodes
+ImageMagick's result with ``np.fromstring``, which NumPy 2 removed; :class:`WandMotionBlur`
+runs the same ImageMagick operation with the package's parameters in its place. Corruptions
+that still cannot run here are left out with their reason.
 
 Resolution. MedMNIST-C corrupts the 224-px MedMNIST+ images; its DermaMNIST parameters
 (blur radii, noise, the characters' positions) are in 224-px units, and ``characters``
@@ -19,6 +21,7 @@ of their strength on the way down; brightness, contrast and black corners do not
 from __future__ import annotations
 
 import hashlib
+import io
 import multiprocessing
 import os
 import random
@@ -34,14 +37,57 @@ from torch import Tensor
 
 from dermlearn.callback import Callback
 
-__all__ = ["INSTALL", "MedMNISTCPool", "augmentation_pool", "corrupt", "corrupted_sets", "load_corruptions", "summary_errors"]
+__all__ = ["INSTALL", "MedMNISTCPool", "WandMotionBlur", "augmentation_pool", "corrupt", "corrupted_sets", "load_corruptions",
+           "summary_errors"]  # fmt: skip
 
 INSTALL = "pip install --no-deps medmnistc Wand (and for motion blur: apt-get install libmagickwand-dev)"
 
 
+class WandMotionBlur:
+    """MedMNIST-C's motion blur through Wand's ``Image.motion_blur`` (ImageMagick's
+    ``MagickMotionBlurImage``, the operation the package calls), for NumPy 2, where the
+    package's own decoding step fails. The package's parameters: per severity an ImageMagick
+    ``(radius, sigma)`` pair, and an angle drawn uniformly in [-45, 45] degrees from NumPy's
+    global generator; as an augmentation, radius and sigma drawn uniformly between the
+    mildest and the strongest severity's, before the angle.
+
+    Args:
+        severity_params: The package's ``(radius, sigma)`` pairs, mildest first.
+    """
+
+    def __init__(self, severity_params) -> None:
+        self.severity_params = [tuple(p) for p in severity_params]
+
+    def apply(self, img: Image.Image, severity: int = -1, augmentation: bool = False) -> np.ndarray:
+        """``img`` (PIL RGB) blurred: uint8 ``(H, W, 3)``; ``severity`` 0 (mildest) to 4."""
+        from wand.image import Image as WandImage
+
+        if augmentation:
+            (r0, s0), (r1, s1) = self.severity_params[0], self.severity_params[-1]
+            radius, sigma = np.random.uniform(r0, r1), np.random.uniform(s0, s1)
+        else:
+            radius, sigma = self.severity_params[severity]
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="PNG")
+        with WandImage(blob=buf.getvalue()) as w:
+            w.motion_blur(radius=float(radius), sigma=float(sigma), angle=float(np.random.uniform(-45, 45)))
+            blob = w.make_blob("png")
+        return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"), dtype=np.uint8)
+
+
+def _fromstring_removed() -> bool:
+    """Whether NumPy's binary ``fromstring`` is gone (NumPy 2), which the package's motion blur calls."""
+    try:
+        np.fromstring(b"\0", np.uint8)
+    except (ValueError, AttributeError):
+        return True
+    return False
+
+
 def load_corruptions(dataset: str = "dermamnist") -> tuple[dict[str, Any], dict[str, str]]:
     """The ``medmnistc`` corruptions of ``dataset`` that run here, by name (registry order),
-    and those that do not, with the reason (tried once on a 224-px test image).
+    and those that do not, with the reason (tried once on a 224-px test image). The
+    package's motion blur, where NumPy 2 breaks it, is replaced by :class:`WandMotionBlur`.
 
     Raises:
         ImportError: ``medmnistc`` (or Wand, which its registry imports) is not installed;
@@ -56,6 +102,8 @@ def load_corruptions(dataset: str = "dermamnist") -> tuple[dict[str, Any], dict[
     probe = np.random.default_rng(0).integers(0, 256, (1, 3, 28, 28), dtype=np.uint8)
     usable, unusable = {}, {}
     for name, c in CORRUPTIONS_DS[dataset].items():
+        if type(c).__name__ == "MotionBlur" and _fromstring_removed():
+            c = WandMotionBlur(c.severity_params)
         try:
             corrupt(torch.from_numpy(probe), c, 1, seed=0)
         except Exception as e:  # noqa: BLE001 - any failure of a third-party corruption leaves it out, with its reason

@@ -151,6 +151,36 @@ def test_corrupt_is_seeded_leaves_the_callers_random_state_and_matches_the_packa
 
 
 @needs_medmnistc
+def test_wand_motion_blur_is_the_packages_motion_blur(monkeypatch):
+    from medmnistc.corruptions.registry import CORRUPTIONS_DS
+
+    from dermlearn.experiments.medmnist_c import WandMotionBlur, corrupt, load_corruptions
+
+    package = CORRUPTIONS_DS["dermamnist"]["motion_blur"]
+    ours = WandMotionBlur(package.severity_params)
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8))
+    # the package's own code, given back the binary fromstring NumPy 2 removed (this test only)
+    monkeypatch.setattr(np, "fromstring", lambda b, dtype: np.frombuffer(b, dtype), raising=False)
+    for severity, augmentation in ((0, False), (4, False), (-1, True)):
+        np.random.seed(11)
+        ref = package.apply(img, severity=severity, augmentation=augmentation)
+        np.random.seed(11)
+        got = ours.apply(img, severity=severity, augmentation=augmentation)
+        assert got.shape == (224, 224, 3) and got.dtype == np.uint8
+        assert np.array_equal(got, ref), (severity, augmentation)  # same draws, same ImageMagick call, same pixels
+    monkeypatch.undo()
+    usable, unusable = load_corruptions()
+    assert "motion_blur" in usable and not unusable  # every DermaMNIST corruption runs
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 3, 28, 28), dtype=np.uint8))
+    mild, strong = (corrupt(x, usable["motion_blur"], s, seed=4) for s in (1, 5))
+
+    def detail(t):
+        return (t.float().diff(dim=-1).abs().mean() + t.float().diff(dim=-2).abs().mean()).item()
+
+    assert detail(strong) < detail(mild) < detail(x)
+
+
+@needs_medmnistc
 def test_corrupted_sets_do_not_depend_on_the_number_of_workers(tmp_path):
     from dermlearn.experiments.medmnist_c import corrupted_sets, load_corruptions
 
