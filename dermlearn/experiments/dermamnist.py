@@ -41,7 +41,7 @@ from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 from .options import parse_args
 from .record import Record
 
-__all__ = ["PUBLISHED", "main", "plan_cycles", "run_seed", "score_test", "t_interval", "train_seed"]
+__all__ = ["PUBLISHED", "main", "plan_cycles", "run_seed", "score_test", "split_scores", "t_interval", "train_seed"]
 
 # published DermaMNIST test results at 28 px (ACC, AUC)
 PUBLISHED = [
@@ -83,7 +83,10 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _scores(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], n_boot: int) -> dict[str, float]:
+def split_scores(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], n_boot: int = 0) -> dict[str, float]:
+    """Accuracy (``acc``), ``auc``, ``balanced_accuracy`` and each class's recall
+    (``recall_<class>``) of ``probs`` ``(N, C)`` against ``targets`` ``(N,)``; with ``n_boot``
+    resamples, each with its bootstrap bounds (``<name>_low`` / ``<name>_high``)."""
     out: dict[str, float] = {}
     metrics = {"acc": accuracy, "auc": roc_auc, "balanced_accuracy": balanced_accuracy}
     for c, name in enumerate(classes):
@@ -209,7 +212,7 @@ def score_test(learn: Learner, data: DermData, args: argparse.Namespace) -> tupl
     image: each class's probability and the target)."""
     probs, targets = learn.get_preds(dl=data.test_dl(bs=256, size=args.size, presize=args.size))
     preds = pd.DataFrame(probs.numpy(), columns=data.classes).assign(target=targets.numpy())
-    return _scores(probs, targets, data.classes, args.bootstrap), preds
+    return split_scores(probs, targets, data.classes, args.bootstrap), preds
 
 
 def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None,

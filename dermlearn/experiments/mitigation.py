@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from dermlearn.data import DermData, DynamicBalance
-from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc
+from dermlearn.evaluation.metrics import accuracy, balanced_accuracy
 from dermlearn.io import atomic_write_text
 from dermlearn.losses import CrossEntropy
 from dermlearn.models import create_model
@@ -41,6 +41,7 @@ from dermlearn.training.tracker import EarlyStopping
 from dermlearn.transforms import AdjustGamma, AutoGamma, CorrectIllumination, ShadesOfGray
 
 from .arm_stats import paired_intervals, plot_arms, summary
+from .dermamnist import split_scores
 from .dermamnist_balancing import confusion_long, leading_pairs_table
 from .options import QUICK_FIT, add_fit_args, parse_args
 from .photometric import lesion_crops
@@ -91,16 +92,6 @@ MAIN_ARMS = (BASELINE, "balance: static", "balance: loss-weighted 1/sqrt(n)", "g
 """The arms run by default: no balancing or correction, the two balancing arms that kept
 accuracy in the first (three-seed, validation-scored) ablation, and every photometric
 correction."""
-
-
-def scores(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], prefix: str = "") -> dict[str, float]:
-    """Accuracy, balanced accuracy, AUC and each class's recall of ``probs`` ``(N, C)``
-    against ``targets`` ``(N,)``, named as :data:`~dermlearn.experiments.arm_stats.SCORES`
-    and ``recall_<class>`` (each name after ``prefix``)."""
-    out = {"acc": accuracy, "balanced_accuracy": balanced_accuracy, "auc": roc_auc}
-    row = {prefix + k: float(m(probs, targets)) for k, m in out.items()}
-    recall = per_class_recall(probs, targets)
-    return row | {f"{prefix}recall_{c}": float(recall[i]) for i, c in enumerate(classes)}
 
 
 def run_arm(data: DermData, crops: DermData | None, arm: str, args: argparse.Namespace, init: torch.nn.Module, seed: int):
@@ -167,7 +158,7 @@ def main(argv=None) -> int:
             learn, stop, (vp, vt), (tp, tt) = run_arm(data, crops, arm, args, init, seed)
             rec.add_history(learn.recorder.values, seed=seed, arm=arm)
             row = {"seed": seed, "arm": arm, "best_epoch": stop.best_epoch, "epochs_run": len(learn.recorder.values), **n}
-            row |= scores(vp, vt, classes, prefix="valid_") | scores(tp, tt, classes)
+            row |= {f"valid_{k}": v for k, v in split_scores(vp, vt, classes).items()} | split_scores(tp, tt, classes)
             row["errors"] = int((tp.argmax(1) != tt).sum())
             runs.append(row)
             confusion.append(confusion_long(tp, tt, classes).assign(arm=arm, seed=seed))
