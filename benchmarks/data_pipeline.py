@@ -69,7 +69,8 @@ def timed(epoch: Callable[[], int], epochs: int) -> float:
 
 
 def dermlearn_loaders(folder: Path, bs: int):
-    """dermlearn's loaders with the first epoch (decoding every file) timed: ``(dls, epoch, img/s)``."""
+    """dermlearn's data and loaders with the first epoch (decoding every file) timed:
+    ``(data, dls, epoch, first-epoch img/s)``; ``epoch()`` runs one cached epoch."""
     import dermlearn as dl
 
     t = time.perf_counter()
