@@ -9,8 +9,11 @@ images ``(B, 3, S, S)`` in [0, 1] with, per sample:
 * a zoom in ``[1, max_zoom]`` with a random crop position (the crop stays inside),
 * a perspective warp of magnitude up to ``max_warp``,
 
-composed into one projective matrix per sample and applied with a single
-``grid_sample`` for the whole batch (reflection padding), then
+composed into one projective matrix per sample and applied as one bilinear warp with
+reflection padding (on the GPU, and for float input, a single ``grid_sample`` for the whole
+batch; for uint8 images on the CPU, OpenCV's ``warpPerspective`` on each 8-bit channel
+plane, the same sampling points at about twice ``grid_sample``'s speed, its output rounded
+to whole 8-bit levels: within 0.51 / 255 of ``grid_sample`` on random images), then
 
 * lighting: brightness shift, contrast and saturation factors up to ``max_lighting``.
 
@@ -25,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -137,28 +142,21 @@ class BatchAugment(RandomStep):
         """Apply given parameters to ``x`` (uint8 or float ``(B, 3, H, W)``): float
         ``(B, 3, S, S)``, in [0, 1] or normalised when ``mean``/``std`` were given.
 
-        Geometry: one ``grid_sample`` (the affine part from ``affine_grid``, then the
-        perspective divide). Colour: saturation, contrast and brightness are linear per
+        Geometry: one bilinear warp per sample from the projective matrix, with the
+        perspective divide: ``grid_sample`` for the batch, or for uint8 input on the CPU
+        OpenCV's ``warpPerspective`` per channel plane (see the module docstring). Colour: saturation, contrast and brightness are linear per
         pixel, so with the /255 scaling they form one 3x3 matrix and bias per sample,
         applied with a single batched matmul; then the clamp (and normalisation) in one pass.
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(x.shape)}")
         scale = 1 / 255.0 if x.dtype == torch.uint8 else 1.0
-        b, dev, s = x.shape[0], x.device, self.size
-        xf = self._buffer("input", x.shape, dev).copy_(x)  # uint8 -> float without a fresh allocation
+        b, dev = x.shape[0], x.device
         m = p.matrix.to(dev)
-        lin = (torch.arange(s, device=dev, dtype=torch.float32) * 2 + 1) / s - 1
-        cx, cy = lin.view(1, 1, s), lin.view(1, s, 1)
-
-        def row(k: int, const: Tensor | float) -> Tensor:  # m[k, 0] * x + m[k, 1] * y + const, (B, S, S)
-            return m[:, k, 0].view(b, 1, 1) * cx + (m[:, k, 1].view(b, 1, 1) * cy + const)
-
-        inv_w = row(2, m[:, 2, 2].view(b, 1, 1)).clamp_(min=1e-3).reciprocal_()  # perspective divide
-        grid = self._buffer("grid", (b, s, s, 2), dev)
-        torch.mul(row(0, m[:, 0, 2].view(b, 1, 1)), inv_w, out=grid[..., 0])
-        torch.mul(row(1, m[:, 1, 2].view(b, 1, 1)), inv_w, out=grid[..., 1])
-        out = F.grid_sample(xf, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        if x.dtype == torch.uint8 and dev.type == "cpu":
+            out = self._warp_planes(x, p.matrix)
+        else:
+            out = self._warp_grid_sample(x, m)
         # colour: y = c * (S v) + (1 - c) * mean(S v) + brightness, with v in [0, 1]
         lum = torch.tensor([0.299, 0.587, 0.114], device=dev)
         sat = p.saturation.to(dev).view(b, 1, 1)
@@ -179,7 +177,43 @@ class BatchAugment(RandomStep):
         tmp = self._buffer("colour", flat.shape, dev)
         torch.baddbmm(bias.unsqueeze(-1), a, flat, out=tmp)
         torch.clamp(tmp.view_as(out), lo.view(1, 3, 1, 1), hi.view(1, 3, 1, 1), out=out)
-        return out  # ``out`` came fresh from grid_sample: safe to return
+        return out  # ``out`` came fresh from the warp: safe to return
+
+    def _warp_grid_sample(self, x: Tensor, m: Tensor) -> Tensor:
+        """Bilinear warp of ``x`` (B, 3, H, W) by the output-to-input maps ``m`` (B, 3, 3),
+        coordinates in [-1, 1] with pixel centres at ``(2 i + 1) / n - 1``: float (B, 3, S, S)
+        in the input's units, reflection padding."""
+        b, dev, s = x.shape[0], x.device, self.size
+        xf = self._buffer("input", x.shape, dev).copy_(x)  # uint8 -> float without a fresh allocation
+        lin = (torch.arange(s, device=dev, dtype=torch.float32) * 2 + 1) / s - 1
+        cx, cy = lin.view(1, 1, s), lin.view(1, s, 1)
+
+        def row(k: int, const: Tensor | float) -> Tensor:  # m[k, 0] * x + m[k, 1] * y + const, (B, S, S)
+            return m[:, k, 0].view(b, 1, 1) * cx + (m[:, k, 1].view(b, 1, 1) * cy + const)
+
+        inv_w = row(2, m[:, 2, 2].view(b, 1, 1)).clamp_(min=1e-3).reciprocal_()  # perspective divide
+        grid = self._buffer("grid", (b, s, s, 2), dev)
+        torch.mul(row(0, m[:, 0, 2].view(b, 1, 1)), inv_w, out=grid[..., 0])
+        torch.mul(row(1, m[:, 1, 2].view(b, 1, 1)), inv_w, out=grid[..., 1])
+        return F.grid_sample(xf, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def _warp_planes(self, x: Tensor, m: Tensor) -> Tensor:
+        """The same warp as :meth:`_warp_grid_sample` for uint8 ``x`` on the CPU, through
+        OpenCV's ``warpPerspective`` on each channel plane (``BORDER_REFLECT`` is
+        ``grid_sample``'s reflection about the outer pixel edges): float (B, 3, S, S) in
+        0..255, whole levels. ``m`` is turned into pixel coordinates, float64:
+        ``input_pixel = D_in @ m @ T_out @ output_pixel``."""
+        b, (h, w), s = x.shape[0], x.shape[2:], self.size
+        to_norm = torch.tensor([[2 / s, 0, 1 / s - 1], [0, 2 / s, 1 / s - 1], [0, 0, 1]], dtype=torch.float64)
+        to_pix = torch.tensor([[w / 2, 0, w / 2 - 0.5], [0, h / 2, h / 2 - 0.5], [0, 0, 1]], dtype=torch.float64)
+        mats = (to_pix @ m.double() @ to_norm).numpy()
+        src = x.contiguous().numpy()
+        planes = np.empty((b, 3, s, s), dtype=np.uint8)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        for i in range(b):
+            for c in range(3):
+                cv2.warpPerspective(src[i, c], mats[i], (s, s), dst=planes[i, c], flags=flags, borderMode=cv2.BORDER_REFLECT)
+        return torch.from_numpy(planes).float()
 
     def _buffer(self, name: str, shape, device: torch.device) -> Tensor:
         """A float32 work buffer reused across batches of the same shape (fresh 40-60 MB
