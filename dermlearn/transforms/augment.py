@@ -12,8 +12,8 @@ images ``(B, 3, S, S)`` in [0, 1] with, per sample:
 composed into one projective matrix per sample and applied as one bilinear warp with
 reflection padding (on the GPU, and for float input, a single ``grid_sample`` for the whole
 batch; for uint8 images on the CPU, OpenCV's ``warpPerspective`` on each 8-bit channel
-plane, the same sampling points at about twice ``grid_sample``'s speed, its output rounded
-to whole 8-bit levels: within 0.51 / 255 of ``grid_sample`` on random images), then
+plane: the same sampling points, faster on the CPU (``benchmarks/README.md``), its output
+rounded to whole 8-bit levels, within 0.52 / 255 of ``grid_sample``), then
 
 * lighting: brightness shift, contrast and saturation factors up to ``max_lighting``.
 
