@@ -9,7 +9,7 @@ each of dermlearn's corrections in the model's pipeline.
 
 Files: the first ``--n`` PAD-UFES-20 photos (686 are there) under $DERMLEARN_DATA (default ../shared/data),
 else ``--n`` generated 640 x 480 JPEGs. Prints a table with images/s (min / median / max over
-the repeats) and the ratio of medians.
+the repeats), the ratio of medians, and the ratio within each interleaved repeat.
 """
 
 from __future__ import annotations
@@ -129,12 +129,16 @@ def main() -> None:
             times[f"dermlearn + {name}"] = [timed(run)]  # one run each: the cost of the step, not a ratio to defend
     print(f"{len(files)} {what}; {args.arch} at {args.size} px, batch {args.bs}, {args.workers} workers, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}; top-1 agreement on 64 files {agree:.3f}")
-    print("| pipeline | images/s min | median | max | vs torchvision (median) |")
-    print("|---|---|---|---|---|")
-    base = statistics.median(len(files) / t for t in times["torchvision + DataLoader loop"])
+    print("| pipeline | images/s min | median | max | vs torchvision (median) | vs torchvision, each repeat: min / median / max |")
+    print("|---|---|---|---|---|---|")
+    loop = times["torchvision + DataLoader loop"]
+    base = statistics.median(len(files) / t for t in loop)
     for name, ts in times.items():
         rates = sorted(len(files) / t for t in ts)
-        print(f"| {name} | {rates[0]:.1f} | {statistics.median(rates):.1f} | {rates[-1]:.1f} | {statistics.median(rates) / base:.2f}x |")
+        per_repeat = sorted(t_loop / t for t, t_loop in zip(ts, loop)) if len(ts) == len(loop) else []
+        spread = f"{per_repeat[0]:.2f} / {statistics.median(per_repeat):.2f} / {per_repeat[-1]:.2f}" if per_repeat else "-"
+        print(f"| {name} | {rates[0]:.1f} | {statistics.median(rates):.1f} | {rates[-1]:.1f} | "
+              f"{statistics.median(rates) / base:.2f}x | {spread} |")  # fmt: skip
 
 
 if __name__ == "__main__":
