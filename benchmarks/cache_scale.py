@@ -7,13 +7,13 @@ N, mode and process count, fresh child processes each open the file as
 :func:`dermlearn.data.cache.decode_all` returns it (``memory``: ``np.load`` whole, the old
 behaviour; ``mapped``: read-only memory map), take the first N rows as a dataset
 (``CachedItems(rows=...)``; with two processes each takes every second item, as two
-``torchrun`` ranks shard an epoch), and run two shuffled epochs, each started in every
-process at once (a barrier: a process that loaded sooner would otherwise time its epochs
-while the other is still reading the file, alone on the machine) and with the CPU cores
+``torchrun`` ranks shard an epoch), and run two shuffled epochs of ``TensorLoader`` batches
+(256 images), converting each batch to float as a pipeline's first step. Every epoch starts
+in all processes at once (a barrier: a process that loaded sooner would otherwise time its
+epochs alone on the machine while the other still reads the file), and the CPU cores are
 shared out between the processes (``torch.set_num_threads(cores // processes)``, as
-``torchrun`` sets ``OMP_NUM_THREADS``: two processes with a thread per core each spin on
-each other's cores) of ``TensorLoader`` batches
-(256 images), converting each batch to float as a pipeline's first step. Per process:
+``torchrun`` sets ``OMP_NUM_THREADS``: two processes with a thread per core spin on each
+other's cores). Per process:
 the time to open/load, each epoch's time, and at the end the peak resident memory
 (``VmHWM``; not ``ru_maxrss``, which a child inherits from the parent that wrote the file) and its private part (``RssAnon``: memory the process owns; a mapped file's
 pages are ``RssFile``, the page cache's, shared by every process mapping the file).
@@ -40,7 +40,7 @@ CHILD = """
 import json, os, sys, time
 import numpy as np, torch
 from dermlearn.data.loader import CachedItems, TensorLoader
-file, n, mode, rank, world = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+file, n, mode, rank, world, n_epochs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # the cores shared out, as torchrun's OMP_NUM_THREADS
 t = time.perf_counter()
 if mode == "memory":  # read the first n rows whole, as np.load(file) reads a cache file
@@ -56,7 +56,7 @@ rows = torch.arange(rank, n, world)
 items = CachedItems(store, torch.zeros(len(rows), dtype=torch.int64), rows=rows)
 loader = TensorLoader(items, bs=256, shuffle=True, seed=rank)
 epochs = []
-for _ in range(2):
+for _ in range(n_epochs):
     print("ready", flush=True)  # barrier: every process starts each epoch together
     sys.stdin.readline()
     t = time.perf_counter()
@@ -98,16 +98,18 @@ def available_mb() -> float:
 
 
 def run(file: Path, n: int, mode: str, world: int, epochs: int = 2) -> list[dict]:
-    """Run ``world`` child processes on the first ``n`` rows of ``file``; every epoch starts
-    in all of them at once (each child says "ready" and waits for a line on its stdin), so
-    that the processes' timed epochs overlap however long each took to load."""
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(file), str(n), mode, str(r), str(world)],
+    """Run ``world`` child processes on the first ``n`` rows of ``file`` for ``epochs``
+    epochs; every epoch starts in all of them at once (each child says "ready" and waits for
+    a line on its stdin), so that the processes' timed epochs overlap however long each took
+    to load."""
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(file), str(n), mode, str(r), str(world), str(epochs)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for r in range(world)]  # fmt: skip
     for _ in range(epochs):
         for r, p in enumerate(procs):
             if p.stdout.readline().strip() != "ready":
-                p.kill()
+                for q in procs:  # the others wait on the barrier: stop them too
+                    q.kill()
                 raise RuntimeError(f"child failed ({mode}, n={n}, rank {r}):\n{p.stderr.read()[-3000:]}")
         for p in procs:
             p.stdin.write("go\n")

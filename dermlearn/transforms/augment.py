@@ -144,19 +144,19 @@ class BatchAugment(RandomStep):
 
         Geometry: one bilinear warp per sample from the projective matrix, with the
         perspective divide: ``grid_sample`` for the batch, or for uint8 input on the CPU
-        OpenCV's ``warpPerspective`` per channel plane (see the module docstring). Colour: saturation, contrast and brightness are linear per
-        pixel, so with the /255 scaling they form one 3x3 matrix and bias per sample,
-        applied with a single batched matmul; then the clamp (and normalisation) in one pass.
+        OpenCV's ``warpPerspective`` per channel plane (see the module docstring). Colour:
+        saturation, contrast and brightness are linear per pixel, so with the /255 scaling
+        they form one 3x3 matrix and bias per sample, applied with a single batched matmul;
+        then the clamp (and normalisation) in one pass.
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(x.shape)}")
         scale = 1 / 255.0 if x.dtype == torch.uint8 else 1.0
         b, dev = x.shape[0], x.device
-        m = p.matrix.to(dev)
         if x.dtype == torch.uint8 and dev.type == "cpu":
             out = self._warp_planes(x, p.matrix)
         else:
-            out = self._warp_grid_sample(x, m)
+            out = self._warp_grid_sample(x, p.matrix.to(dev))
         # colour: y = c * (S v) + (1 - c) * mean(S v) + brightness, with v in [0, 1]
         lum = torch.tensor([0.299, 0.587, 0.114], device=dev)
         sat = p.saturation.to(dev).view(b, 1, 1)
