@@ -63,6 +63,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "seed": ("set_seed",),
     "training.time_budget": ("TimeBudget",),
+    "training.snapshots": ("SnapshotEnsemble",),
     "training.run_logger": ("RunLogger",),
     "training.csv_logger": ("CSVLogger",),
     "training.tensorboard_logger": ("TensorBoardCallback",),

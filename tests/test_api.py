@@ -21,7 +21,7 @@ PUBLIC_NAMES = [
     "IMAGENET_MEAN", "IMAGENET_STD", "InputDomain", "Interpretation", "LESION_CLASSES",
     "LRFindResult", "LRFinder", "Learner", "MixedPrecision", "NonFiniteGuard", "Normalize",
     "OutOfDomainWarning", "ParamScheduler", "ProgressCallback", "Recorder", "SaveModelCallback",
-    "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly", "SyntheticLesions", "TimeBudget",
+    "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly", "SnapshotEnsemble", "SyntheticLesions", "TimeBudget",
     "TopK", "TrackerCallback", "__version__", "accuracy", "adamw", "balanced_accuracy",
     "bootstrap_ci", "calibration_bins", "combine_scheds", "confusion_matrix", "create_head",
     "create_model", "default_device", "even_mults", "expected_calibration_error",

@@ -4,13 +4,17 @@ trained on ``train``, every choice made on ``valid``, ``test`` scored once, seve
 Per seed: an LR range test picks the rate (``valley``), SGDR with doubling cycles trains as
 many whole cycles as the wall-clock budget holds (planned from a timed first pass, guarded
 by :class:`~dermlearn.TimeBudget`), and the epoch with the best validation accuracy is kept
-(its weights restored). The test split is then scored once: ACC and AUC as MedMNIST's
+(its weights restored); each finished cycle's weights are kept too (a snapshot ensemble,
+Huang et al. 2017). The validation split alone then chooses how the test split is predicted:
+the best epoch or the mean of the last k snapshots, each with or without test-time
+augmentation (:func:`choose_on_valid`). The test split is then scored once: ACC and AUC as MedMNIST's
 evaluator computes them (argmax accuracy; the mean over classes of one-vs-rest ROC AUC of
 the reported probabilities), balanced accuracy and per-class recall, each with a 95% BCa
 bootstrap interval over the 2,005 test images. The results table puts the published 28-px
 rows beside dermlearn's, and the mean over seeds with a t interval.
 
     dermlearn experiment dermamnist [--quick] [--seeds 0 1 2] [--budget-min 30] [--arch resnet18]
+                                    [--no-snapshots] [--tta 0]
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import argparse
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +38,7 @@ from dermlearn.models import STEM_CHOICE, create_model, default_stem
 from dermlearn.seed import set_seed
 from dermlearn.training.learner import Learner
 from dermlearn.training.lr_finder import valley
+from dermlearn.training.snapshots import SnapshotEnsemble
 from dermlearn.training.time_budget import TimeBudget
 from dermlearn.training.tracker import EarlyStopping
 from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -41,7 +46,8 @@ from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 from .options import parse_args
 from .record import Record
 
-__all__ = ["PUBLISHED", "main", "plan_cycles", "run_seed", "score_test", "split_scores", "t_interval", "train_seed"]
+__all__ = ["PUBLISHED", "choose_on_valid", "main", "plan_cycles", "run_seed", "score_test", "split_scores", "t_interval",
+           "train_seed"]
 
 # published DermaMNIST test results at 28 px (ACC, AUC)
 PUBLISHED = [
@@ -114,7 +120,8 @@ class _StopAfter(Callback):
 
 def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None,
                pretrained: str | os.PathLike | None = None, two_phase: bool = False, tfms: Sequence[torch.nn.Module] = (),
-               train_steps: Sequence[torch.nn.Module] = (), train_steps_at: int = 0) -> tuple[Learner, dict, list[dict]]:  # fmt: skip
+               train_steps: Sequence[torch.nn.Module] = (), train_steps_at: int = 0,
+               snapshots: SnapshotEnsemble | None = None) -> tuple[Learner, dict, list[dict]]:  # fmt: skip
     """Train one seed within ``args.budget_min`` minutes (range test included); returns the
     learner (its weights those of the best validation epoch), the training facts of the
     results row and the per-epoch history (``phase`` 'head' or 'all'; ``train_s``, the
@@ -141,6 +148,8 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
         train_steps: Training-only uint8 steps on every training batch (e.g. photometric
             augmentation), before the geometric augmentation.
         train_steps_at: How many of ``tfms`` run before ``train_steps`` (0: they run first).
+        snapshots: When given, its ``epochs`` are set to the ends of the planned SGDR cycles
+            and it is added to the main fit: it then holds each finished cycle's weights.
     """
     set_seed(seed)
     augment = BatchAugment(args.size, flip_vert=getattr(args, "flip_vert", True), max_rotate=args.rotate, max_zoom=1.2,
@@ -191,7 +200,11 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
     # the epoch with the best validation accuracy is kept; nothing stops early but the budget
     best = EarlyStopping(monitor="accuracy", patience=10**9, restore_best_weights=True)
     main_start = time.perf_counter() - t0  # the range test, the timing pass and any head phase
-    learn.fit_sgdr(cycles, cycle_len, lr_max=lr_max, cycle_mult=2, cbs=[best, TimeBudget(budget), *(cbs or [])])
+    extra = list(cbs or [])
+    if snapshots is not None:
+        snapshots.epochs = SnapshotEnsemble.cycle_ends(cycles, cycle_len, cycle_mult=2)
+        extra.append(snapshots)
+    learn.fit_sgdr(cycles, cycle_len, lr_max=lr_max, cycle_mult=2, cbs=[best, TimeBudget(budget), *extra])
     train_s = time.perf_counter() - t0
     history += _history(learn, seed, main_start, "all")
     row = {"seed": seed, "arch": args.arch, "stem": stem if args.arch in STEM_CHOICE else "3x3 (its own)",  # ResNet-20/32/56: small by design
@@ -206,22 +219,80 @@ def _history(learn: Learner, seed: int, start_s: float, phase: str) -> list[dict
     return [{"seed": seed, "phase": phase, **r, "train_s": round(float(w), 1)} for r, w in zip(learn.recorder.values, walls)]
 
 
-def score_test(learn: Learner, data: DermData, args: argparse.Namespace) -> tuple[dict, pd.DataFrame]:
+def score_test(learn: Learner, data: DermData, args: argparse.Namespace,
+               predict: Callable[[Iterable], tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[dict, pd.DataFrame]:  # fmt: skip
     """Score the test split once: ACC, AUC, balanced accuracy and per-class recall (with
     bootstrap intervals when ``args.bootstrap``), and the predictions (one row per test
-    image: each class's probability and the target)."""
-    probs, targets = learn.get_preds(dl=data.test_dl(bs=256, size=args.size, presize=args.size))
+    image: each class's probability and the target). ``predict`` maps a loader to
+    ``(probs, targets)`` (default: ``learn.get_preds``; :func:`choose_on_valid` gives one)."""
+    predict = predict if predict is not None else (lambda dl: learn.get_preds(dl=dl))
+    probs, targets = predict(data.test_dl(bs=256, size=args.size, presize=args.size))
     preds = pd.DataFrame(probs.numpy(), columns=data.classes).assign(target=targets.numpy())
     return split_scores(probs, targets, data.classes, args.bootstrap), preds
+
+
+def choose_on_valid(learn: Learner, snapshots: SnapshotEnsemble | None, n_tta: int
+                    ) -> tuple[Callable[[Iterable], tuple[torch.Tensor, torch.Tensor]], str, dict[str, float]]:  # fmt: skip
+    """Choose, by validation accuracy alone, how the test split will be predicted: the
+    best validation epoch's weights (``learn``'s), or the mean of the last ``k`` SGDR cycle
+    snapshots for each ``k`` taken; each plain and, with ``n_tta`` >= 1, with test-time
+    augmentation (``n_tta`` augmented passes blended with the plain one, beta 0.25). Of
+    equal accuracies the first in that order wins: fewer models, no augmentation.
+
+    Returns:
+        ``(predict, chosen, valid_acc)``: ``predict(dl) -> (probs, targets)`` for the
+        chosen way, its name, and every candidate's validation accuracy by name
+        (``'best epoch'``, ``'best epoch + TTA'``, ``'last 2 snapshots'``, ...).
+    """
+    valid_preds: dict[str, torch.Tensor] = {}
+    targets = None
+    passes = [0] + ([n_tta] if n_tta else [])
+    for n in passes:
+        probs, targets = learn.tta(n=n) if n else learn.get_preds()
+        valid_preds["best epoch" + (" + TTA" if n else "")] = probs
+    taken = len(snapshots.snapshots) if snapshots is not None else 0
+    for n in passes:
+        if not taken:
+            break
+        each = snapshots.get_preds(learn, n_tta=n, per_snapshot=True)[0].double()  # (taken, N, C)
+        for k in range(1, taken + 1):
+            valid_preds[f"last {k} snapshot{'s' if k > 1 else ''}" + (" + TTA" if n else "")] = each[-k:].mean(0).float()
+    valid_acc = {name: float(accuracy(p, targets)) for name, p in valid_preds.items()}
+    order = sorted(valid_acc, key=lambda name: (0 if name.startswith("best") else int(name.split()[1]), "TTA" in name))
+    chosen = max(order, key=lambda name: valid_acc[name])  # max keeps the first of equals
+    n = n_tta if "TTA" in chosen else 0
+
+    def predict(dl: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+        if chosen.startswith("best"):
+            return learn.tta(dl, n=n) if n else learn.get_preds(dl=dl)
+        return snapshots.get_preds(learn, dl, last=int(chosen.split()[1]), n_tta=n)
+
+    return predict, chosen, valid_acc
 
 
 def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs: list[Callback] | None = None,
              pretrained: str | os.PathLike | None = None, two_phase: bool = False) -> tuple[dict, list[dict], pd.DataFrame]:  # fmt: skip
     """Train and score one seed (:func:`train_seed`, then the test split once): its results
     row, per-epoch history and test predictions (one row per test image: target and each
-    class's probability)."""
-    learn, row, history = train_seed(data, args, seed, log, cbs, pretrained, two_phase)
-    scores, preds = score_test(learn, data, args)
+    class's probability). With ``args.snapshots`` (the SGDR cycles' ends kept) or
+    ``args.tta`` >= 1, :func:`choose_on_valid` picks how the test split is predicted; the
+    row then names the choice (``chosen``), every candidate's validation accuracy
+    (``valid_acc[<candidate>]``) and the seconds the choice and the test scoring took
+    (``select_s``)."""
+    snapshots = SnapshotEnsemble() if getattr(args, "snapshots", False) else None
+    n_tta = getattr(args, "tta", 0)
+    learn, row, history = train_seed(data, args, seed, log, cbs, pretrained, two_phase, snapshots=snapshots)
+    predict = None
+    t0 = time.perf_counter()
+    if snapshots is not None or n_tta:
+        predict, chosen, valid_acc = choose_on_valid(learn, snapshots, n_tta)
+        row["chosen"] = chosen
+        row.update({f"valid_acc[{name}]": v for name, v in valid_acc.items()})
+        log(f"[seed {seed}] chosen on valid: {chosen} (accuracy {valid_acc[chosen]:.3f}; best epoch alone "
+            f"{valid_acc['best epoch']:.3f})")  # fmt: skip
+    scores, preds = score_test(learn, data, args, predict)
+    if predict is not None:
+        row["select_s"] = round(time.perf_counter() - t0, 1)
     row.update(scores)
     log(f"[seed {seed}] test ACC {row['acc']:.3f}, AUC {row['auc']:.3f}, balanced {row['balanced_accuracy']:.3f} "
         f"(best valid epoch {row['best_epoch']}, {row['train_min']} min)")  # fmt: skip
@@ -242,6 +313,11 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-batches", type=int, default=10, help="training batches timed to plan the cycles")
     ap.add_argument("--rotate", type=float, default=180.0, help="maximum rotation of the augmentation (dermoscopy has no up)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--snapshots", action=argparse.BooleanOptionalAction, default=True,
+                    help="keep each SGDR cycle's final weights; the validation split chooses between the best epoch "
+                    "and the mean of the last k snapshots (default: on)")  # fmt: skip
+    ap.add_argument("--tta", type=int, default=4, help="augmented passes of test-time augmentation, a candidate the "
+                    "validation split may choose (0: none; default: %(default)s)")  # fmt: skip
     ap.add_argument("--balance", choices=["none", "static", "resample", "dynamic", "loss"], default="none")
     ap.add_argument("--weight-power", type=float, default=1.0, help="with --balance loss: class weights 1/n**POWER "
                     "(0.5: square root; default: %(default)s)")  # fmt: skip

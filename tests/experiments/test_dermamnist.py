@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import dermlearn as dl
-from dermlearn.experiments.dermamnist import PUBLISHED, plan_cycles, t_interval
-from tests.helpers import require_data
+from dermlearn.experiments.dermamnist import PUBLISHED, choose_on_valid, plan_cycles, t_interval
+from tests.helpers import require_data, tiny_learner
 
 
 @pytest.mark.parametrize("ties", [False, True], ids=["continuous", "ties"])
@@ -48,6 +48,36 @@ def test_seed_interval_is_students_t():
     assert np.isnan(t_interval([0.7])[1])
 
 
+def test_the_test_prediction_is_chosen_by_validation_accuracy_alone():
+    """Every candidate's validation accuracy is that of its own predictions (recomputed
+    here from each snapshot's weights), the most accurate is chosen (of equals, the fewest
+    models and no augmentation), and the returned predictor is that candidate."""
+    ens = dl.SnapshotEnsemble(dl.SnapshotEnsemble.cycle_ends(3, 1))
+    learn = tiny_learner(metrics=[dl.accuracy])
+    best = dl.EarlyStopping(monitor="accuracy", patience=10**9, restore_best_weights=True)
+    learn.fit_sgdr(3, 1, lr_max=3e-2, cbs=[ens, best])
+    predict, chosen, valid_acc = choose_on_valid(learn, ens, n_tta=2)
+    names = ["best epoch", "best epoch + TTA", "last 1 snapshot", "last 1 snapshot + TTA", "last 2 snapshots",
+             "last 2 snapshots + TTA", "last 3 snapshots", "last 3 snapshots + TTA"]  # fmt: skip
+    assert sorted(valid_acc) == sorted(names)
+    plain, targets = learn.get_preds()
+    assert valid_acc["best epoch"] == pytest.approx(float(dl.accuracy(plain, targets)))
+    mean = torch.zeros_like(plain, dtype=torch.float64)
+    for _, state in ens.snapshots[-2:]:
+        other = tiny_learner()
+        other.model.load_state_dict(state)
+        mean += other.get_preds()[0].double() / 2
+    assert valid_acc["last 2 snapshots"] == pytest.approx(float(dl.accuracy(mean, targets)))
+    # this learner has no augmentation: TTA is the plain pass, so it is never chosen over it
+    assert valid_acc["last 3 snapshots + TTA"] == valid_acc["last 3 snapshots"]
+    top = max(valid_acc.values())
+    assert chosen == next(name for name in names if valid_acc[name] == top) and "TTA" not in chosen
+    probs, t = predict(learn.dls.valid)
+    assert torch.equal(t, targets) and float(dl.accuracy(probs, t)) == pytest.approx(top)
+    # without snapshots or TTA the best epoch is the only candidate
+    assert choose_on_valid(learn, None, 0)[1:] == ("best epoch", {"best epoch": valid_acc["best epoch"]})
+
+
 def test_dermamnist_experiment_smoke(public_data_cache, tmp_path, monkeypatch):
     """A toy run end to end: trains, scores the test split once, writes the table with the
     published rows and the test predictions, whose ACC / AUC the table repeats."""
@@ -62,6 +92,10 @@ def test_dermamnist_experiment_smoke(public_data_cache, tmp_path, monkeypatch):
     assert table["ACC"].tolist()[: len(PUBLISHED)] == [p["acc"] for p in PUBLISHED]
     seed = pd.read_csv(out / "per_seed.csv").iloc[0]
     assert seed["arch"] == "resnet20" and seed["epochs"] >= 1 and seed["acc_low"] <= seed["acc"] <= seed["acc_high"]
+    # the way the test split was predicted was chosen on valid, among the best epoch, TTA and snapshots
+    candidates = {c[len("valid_acc["):-1]: seed[c] for c in seed.index if c.startswith("valid_acc[")}
+    assert {"best epoch", "best epoch + TTA"} <= set(candidates)
+    assert candidates[seed["chosen"]] == max(candidates.values()) and seed["select_s"] > 0
     preds = pd.read_csv(out / "test_predictions_seed0.csv")
     assert len(preds) == 2005  # the whole official test split, scored once
     probs = torch.tensor(preds[["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]].to_numpy(), dtype=torch.float32)
