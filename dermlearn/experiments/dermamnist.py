@@ -106,15 +106,25 @@ def split_scores(probs: torch.Tensor, targets: torch.Tensor, classes: list[str],
     return out
 
 
-class _StopAfter(Callback):
-    """Ends a fit after ``n`` training batches (to time them)."""
+class _BatchTimer(Callback):
+    """Times ``n`` training batches after ``skip`` warm-up ones (the first batches of a fit
+    allocate buffers and start threads, and ran 30 % slower than the rest), then ends the fit.
 
-    def __init__(self, n: int) -> None:
+    Attributes:
+        batch_s: Mean seconds per timed batch (None until ``skip + n`` batches ran).
+    """
+
+    def __init__(self, n: int, skip: int = 3) -> None:
         super().__init__()
-        self.n = n
+        self.n, self.skip, self.batch_s = n, skip, None
+        self._ends: list[float] = []
 
     def after_batch(self) -> None:
-        if self.learn.training and self.learn.iter + 1 >= self.n:
+        if not self.learn.training:
+            return
+        self._ends.append(time.perf_counter())
+        if len(self._ends) == self.skip + self.n:
+            self.batch_s = (self._ends[-1] - self._ends[self.skip - 1]) / self.n if self.skip else None
             raise CancelFitException()
 
 
@@ -172,10 +182,13 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
     lr = float(res.suggestions["valley"]) * args.lr_mult
     # time a few training batches of every layer on a throwaway copy, then plan whole SGDR cycles
     probe = Learner(dls, model(), progress=False)
-    n = min(len(dls.train), args.probe_batches)
+    skip = min(3, len(dls.train) - 1)
+    timer = _BatchTimer(max(1, min(len(dls.train) - skip, args.probe_batches)), skip)
     t1 = time.perf_counter()
-    probe.fit(1, lr, cbs=[_StopAfter(n)])
-    epoch_s = (time.perf_counter() - t1) / n * (len(dls.train) + 0.5 * len(dls.valid))
+    probe.fit(1, lr, cbs=[timer])
+    # a loader too short to skip warm-up batches: the whole pass, warm-up included
+    batch_s = timer.batch_s if timer.batch_s is not None else (time.perf_counter() - t1) / len(dls.train)
+    epoch_s = batch_s * (len(dls.train) + 0.5 * len(dls.valid))
     history: list[dict] = []
     head_epochs = 0
     lr_max: float | slice = lr
@@ -190,10 +203,11 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
     # what is left of the budget for training; at least one epoch (a budget the range test
     # already spent still trains one cycle, and the table's train_min shows the overrun)
     budget = max(args.budget_min * 60 - (time.perf_counter() - t0), epoch_s)
-    # plan with 15% to spare: the timed batches run faster than whole epochs (seed 0 of the
-    # first 20-minute run measured 23 s, then took 24-29 s an epoch, and the budget cut its
-    # last cycle at epoch 42 of 49, before the rate had annealed)
-    cycles, cycle_len = plan_cycles(epoch_s, 0.85 * budget)
+    # plan with 10% to spare, for epochs slower than the timed batches (seed 0 of the first
+    # 20-minute run timed 23 s, then took 24-29 s an epoch, and the budget cut its last cycle
+    # at epoch 42 of 49, before the rate had annealed; timing the warm-up batches too had
+    # the opposite effect: 19 s estimated, 13-15 s run)
+    cycles, cycle_len = plan_cycles(epoch_s, 0.9 * budget)
     rates = f"slice({lr / 100:.2e}, {lr / 10:.2e}) after {head_epochs} head epoch(s)" if two_phase else f"{lr:.2e}"
     log(f"[seed {seed}] lr {rates} (valley x {args.lr_mult:g}), about {epoch_s:.0f} s an epoch: {cycles} SGDR cycles of "
         f"{cycle_len} x 1, 2, 4.. epochs ({cycle_len * (2**cycles - 1)} epochs) in the {args.budget_min:g}-minute budget")  # fmt: skip

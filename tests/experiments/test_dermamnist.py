@@ -38,6 +38,16 @@ def test_cycles_fill_the_budget():
     assert length * (2**n - 1) * 28.0 <= 1700.0 and length * (2**n - 1) >= 55
 
 
+def test_the_epoch_timer_skips_warm_up_batches_and_stops_the_fit():
+    from dermlearn.experiments.dermamnist import _BatchTimer
+
+    timer = _BatchTimer(4, skip=3)
+    learn = tiny_learner()  # 10 batches an epoch
+    learn.fit(2, lr=1e-2, cbs=[timer])
+    assert len(timer._ends) == 7 and (learn.epoch, learn.iter) == (0, 6)  # stopped after 3 + 4 batches of epoch 0
+    assert timer.batch_s == pytest.approx((timer._ends[6] - timer._ends[2]) / 4) and timer.batch_s > 0
+
+
 def test_seed_interval_is_students_t():
     from scipy import stats
 
