@@ -203,11 +203,12 @@ def train_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, c
     # what is left of the budget for training; at least one epoch (a budget the range test
     # already spent still trains one cycle, and the table's train_min shows the overrun)
     budget = max(args.budget_min * 60 - (time.perf_counter() - t0), epoch_s)
-    # plan with 10% to spare, for epochs slower than the timed batches (seed 0 of the first
-    # 20-minute run timed 23 s, then took 24-29 s an epoch, and the budget cut its last cycle
-    # at epoch 42 of 49, before the rate had annealed; timing the warm-up batches too had
-    # the opposite effect: 19 s estimated, 13-15 s run)
-    cycles, cycle_len = plan_cycles(epoch_s, 0.9 * budget)
+    # plan with 15% to spare, for epochs slower than the timed batches (validation, metrics,
+    # the epoch's own noise): seed 0 of the first 20-minute run timed 23 s, then took 24-29 s
+    # an epoch, and the budget cut its last cycle at epoch 42 of 49, before the rate had
+    # annealed; with warm-up skipped, 13 s timed and 13-16 s run. (Timing the warm-up too had
+    # the opposite effect: 19 s estimated, 13-15 s run.)
+    cycles, cycle_len = plan_cycles(epoch_s, 0.85 * budget)
     rates = f"slice({lr / 100:.2e}, {lr / 10:.2e}) after {head_epochs} head epoch(s)" if two_phase else f"{lr:.2e}"
     log(f"[seed {seed}] lr {rates} (valley x {args.lr_mult:g}), about {epoch_s:.0f} s an epoch: {cycles} SGDR cycles of "
         f"{cycle_len} x 1, 2, 4.. epochs ({cycle_len * (2**cycles - 1)} epochs) in the {args.budget_min:g}-minute budget")  # fmt: skip
