@@ -45,7 +45,7 @@ class SnapshotEnsemble(Callback):
             ``epochs`` still None.
     """
 
-    order = 55  # after the Recorder (50) has the epoch's metrics, before trackers that may stop the fit (60-62)
+    order = 56  # after the Recorder (50) and progress (55), before trackers that may stop the fit (60-62)
 
     def __init__(self, epochs: Iterable[int] | None = None) -> None:
         super().__init__()
