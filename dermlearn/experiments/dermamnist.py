@@ -5,10 +5,10 @@ Per seed: an LR range test picks the rate (``valley``), SGDR with doubling cycle
 many whole cycles as the wall-clock budget holds (planned from a timed first pass, guarded
 by :class:`~dermlearn.TimeBudget`), and the epoch with the best validation accuracy is kept
 (its weights restored); each finished cycle's weights are kept too (a snapshot ensemble,
-Huang et al. 2017). The validation split alone then chooses how the test split is predicted:
-the best epoch or the mean of the last k snapshots, each with or without test-time
-augmentation (:func:`choose_on_valid`). The test split is then scored once: ACC and AUC as MedMNIST's
-evaluator computes them (argmax accuracy; the mean over classes of one-vs-rest ROC AUC of
+Huang et al. 2017). The validation split alone then chooses how the test split is
+predicted: the best epoch or the mean of the last k snapshots, each with or without
+test-time augmentation (:func:`choose_on_valid`). The test split is then scored once: ACC
+and AUC as MedMNIST's evaluator computes them (argmax accuracy; the mean over classes of one-vs-rest ROC AUC of
 the reported probabilities), balanced accuracy and per-class recall, each with a 95% BCa
 bootstrap interval over the 2,005 test images. The results table puts the published 28-px
 rows beside dermlearn's, and the mean over seeds with a t interval.
