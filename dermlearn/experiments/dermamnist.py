@@ -259,28 +259,24 @@ def choose_on_valid(learn: Learner, snapshots: SnapshotEnsemble | None, n_tta: i
         chosen way, its name, and every candidate's validation accuracy by name
         (``'best epoch'``, ``'best epoch + TTA'``, ``'last 2 snapshots'``, ...).
     """
-    valid_preds: dict[str, torch.Tensor] = {}
-    targets = None
+    # candidates in order of preference, each (name, snapshots averaged (0: the best epoch), TTA passes)
     passes = [0] + ([n_tta] if n_tta else [])
-    for n in passes:
-        probs, targets = learn.tta(n=n) if n else learn.get_preds()
-        valid_preds["best epoch" + (" + TTA" if n else "")] = probs
     taken = len(snapshots.snapshots) if snapshots is not None else 0
-    for n in passes:
-        if not taken:
-            break
-        each = snapshots.get_preds(learn, n_tta=n, per_snapshot=True)[0].double()  # (taken, N, C)
-        for k in range(1, taken + 1):
-            valid_preds[f"last {k} snapshot{'s' if k > 1 else ''}" + (" + TTA" if n else "")] = each[-k:].mean(0).float()
-    valid_acc = {name: float(accuracy(p, targets)) for name, p in valid_preds.items()}
-    order = sorted(valid_acc, key=lambda name: (0 if name.startswith("best") else int(name.split()[1]), "TTA" in name))
-    chosen = max(order, key=lambda name: valid_acc[name])  # max keeps the first of equals
-    n = n_tta if "TTA" in chosen else 0
+    candidates = [(f"best epoch{' + TTA' if n else ''}", 0, n) for n in passes]
+    candidates += [(f"last {k} snapshot{'s' if k > 1 else ''}{' + TTA' if n else ''}", k, n)
+                   for k in range(1, taken + 1) for n in passes]  # fmt: skip
+    best_epoch = {n: learn.tta(n=n) if n else learn.get_preds() for n in passes}
+    targets = best_epoch[0][1]
+    # each snapshot predicted once per kind of pass: (taken, N, C), oldest first
+    each = {n: snapshots.get_preds(learn, n_tta=n, per_snapshot=True)[0].double() for n in passes} if taken else {}
+    valid_acc = {name: float(accuracy(best_epoch[n][0] if k == 0 else each[n][-k:].mean(0), targets))
+                 for name, k, n in candidates}  # fmt: skip
+    chosen, k, n = max(candidates, key=lambda c: valid_acc[c[0]])  # max keeps the first of equals
 
     def predict(dl: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
-        if chosen.startswith("best"):
+        if k == 0:
             return learn.tta(dl, n=n) if n else learn.get_preds(dl=dl)
-        return snapshots.get_preds(learn, dl, last=int(chosen.split()[1]), n_tta=n)
+        return snapshots.get_preds(learn, dl, last=k, n_tta=n)
 
     return predict, chosen, valid_acc
 
