@@ -25,12 +25,17 @@ chosen epoch of each arm is its best validation accuracy.
 The study's speed-up measure, per seed: ``eta = T_peer / T_dermlearn``, where ``T_peer`` is
 the time the best peer (highest mean chosen test accuracy over seeds) took to train its
 chosen epoch and ``T_dermlearn`` the time dermlearn's curve first reaches that peer's
-chosen test accuracy (not reached: reported as such).
+chosen test accuracy (not reached: reported as such). As η looks at one accuracy only, the
+time each arm's curve first reaches a ladder of accuracies (``--levels``) is tabulated too,
+with dermlearn's speed-up against each peer at each level.
 
     python benchmarks/dermamnist_peers.py [--budget-min 5] [--seeds 0 1 2] [--out results/dermamnist_peers]
+    python benchmarks/dermamnist_peers.py --summarize results/dermamnist_peers [--levels 0.70 0.72]
 
 Writes ``curves.csv`` (every arm, seed and epoch), ``chosen.csv`` (one row per arm and
-seed), ``summary.md`` and ``curves.png`` under ``--out``. Needs the dev extra (fastai).
+seed), ``eta.csv``, ``time_to_level.csv`` / ``.md``, ``results.md`` and ``curves.png`` under
+``--out``. ``--summarize`` trains nothing: it rewrites ``time_to_level.csv`` / ``.md`` of a
+finished run from its ``curves.csv``. Needs the dev extra (fastai).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import argparse
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -48,8 +54,10 @@ from torch import nn
 import dermlearn as dl
 from dermlearn.callback import Callback
 from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, roc_auc
+from dermlearn.experiments.arm_stats import time_to_level, time_to_level_table
 from dermlearn.experiments.dermamnist import run_seed, t_interval
-from dermlearn.experiments.record import Record
+from dermlearn.experiments.record import Record, markdown_table
+from dermlearn.io import atomic_write_text
 from dermlearn.models import default_stem
 from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 
@@ -273,6 +281,17 @@ def eta(curves: pd.DataFrame, chosen: pd.DataFrame, peer: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def write_time_to_level(curves: pd.DataFrame, levels: Sequence[float], out: str | Path) -> str:
+    """Write ``time_to_level.csv`` (arm, seed, level, seconds) and ``time_to_level.md`` (one
+    row per level: each arm's mean minutes over the seeds that reached it, and dermlearn's
+    speed-up against each peer) under ``out``; returns the Markdown table."""
+    times = time_to_level(curves, levels)
+    atomic_write_text(times.to_csv(index=False), Path(out) / "time_to_level.csv")
+    md = markdown_table(time_to_level_table(times, baseline="dermlearn"), {"level": ".2f"})
+    atomic_write_text(md, Path(out) / "time_to_level.md")
+    return md
+
+
 def plot(curves: pd.DataFrame):
     import matplotlib.pyplot as plt
 
@@ -306,7 +325,16 @@ def main() -> None:
     )
     ap.add_argument("--subset", type=int, help="train on N training images drawn at random, every class kept (a smoke run)")
     ap.add_argument("--out", default="results/dermamnist_peers")
+    ap.add_argument("--levels", type=float, nargs="+", default=[0.70, 0.72, 0.74, 0.76],
+                    help="test accuracies whose time to reach is tabulated (default: %(default)s)")  # fmt: skip
+    ap.add_argument("--summarize", metavar="DIR", help="train nothing: rewrite DIR's time-to-level tables from its curves.csv")
     args = ap.parse_args()
+    if args.summarize:
+        curves_csv = Path(args.summarize) / "curves.csv"
+        if not curves_csv.is_file():
+            ap.error(f"--summarize: no curves.csv in {args.summarize} (a finished run's --out folder is expected)")
+        print(write_time_to_level(pd.read_csv(curves_csv), args.levels, args.summarize))
+        return
     rec = Record("dermamnist_peers", args.out, args)
     data = dl.DermData.dermamnist()
     if args.subset:
@@ -355,6 +383,7 @@ def main() -> None:
             "eta_per_seed": [None if math.isnan(v) else round(v, 2) for v in e["eta"]],
         }
         print(e.to_string(index=False))
+        print(write_time_to_level(curves_df, args.levels, args.out))
     rec.save_figure(plot(curves_df), "curves.png")
     md = rec.finish(table, formats={"ACC": ".3f", "AUC": ".3f", "balanced accuracy": ".3f", "epochs": ".1f",
                                     "chosen at (min)": ".1f"}, extra={"data": repr(data), **summary})  # fmt: skip

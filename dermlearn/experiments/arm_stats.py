@@ -15,13 +15,14 @@ place of ``s^2 / J`` for ``J`` seeds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from .dermamnist import t_interval
 
-__all__ = ["SCORES", "interval", "paired_intervals", "plot_arms", "summary"]
+__all__ = ["SCORES", "interval", "paired_intervals", "plot_arms", "summary", "time_to_level", "time_to_level_table"]
 
 SCORES = {"acc": "ACC", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
 """Per-seed result columns (as :func:`~dermlearn.experiments.dermamnist.run_seed` names
@@ -67,6 +68,71 @@ def paired_intervals(runs: pd.DataFrame, baseline: str, test_train_ratio: float 
             rows.append({"arm": arm, "score": name, "difference": mean, "low": lo, "high": hi, "seeds": len(d),
                          "per seed": " ".join(f"{v:+.3f}" for v in d),
                          "excludes 0": bool(lo > 0 or hi < 0) if len(d) > 1 else False})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def time_to_level(curves: pd.DataFrame, levels: Sequence[float], score: str = "test_acc", clock: str = "train_s"
+                  ) -> pd.DataFrame:  # fmt: skip
+    """When each arm's curve first reaches each score level, seed by seed: the measure
+    behind "reaches a given accuracy sooner".
+
+    Args:
+        curves: One row per arm, seed and epoch: ``arm``, ``seed``, ``clock`` (seconds from
+            the start of the arm's clock to the end of the epoch) and ``score``. Row order
+            does not matter.
+        levels: Score levels, in the score's units (e.g. test accuracies 0.70-0.76).
+        score: The column whose curve is followed.
+        clock: The column of seconds.
+
+    Returns:
+        One row per arm, seed and level (arms and seeds in their first-seen order):
+        ``seconds`` to the first epoch whose score is >= the level; NaN where the curve
+        never reaches it.
+
+    Raises:
+        ValueError: A column is missing, or ``levels`` is empty.
+    """
+    missing = [c for c in ("arm", "seed", clock, score) if c not in curves.columns]
+    if missing:
+        raise ValueError(f"curves lacks the column(s) {missing}; it has {list(curves.columns)}")
+    if not len(levels):
+        raise ValueError("levels is empty: give at least one score level")
+    rows = []
+    for (arm, seed), c in curves.groupby(["arm", "seed"], sort=False):
+        c = c.sort_values(clock)
+        for level in levels:
+            hit = c.loc[c[score] >= level, clock]
+            rows.append({"arm": arm, "seed": seed, "level": float(level),
+                         "seconds": float(hit.iloc[0]) if len(hit) else math.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def time_to_level_table(times: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """:func:`time_to_level`'s rows as one row per level: each arm's mean minutes to reach
+    it over the seeds that did, with how many did (``'3.1 (3/3)'``; ``'- (0/3)'``: none
+    did), and the speed-up of ``baseline`` against each other arm, ``arm seconds /
+    baseline seconds`` seed by seed, averaged over the seeds where both reached the level
+    (``'1.20 (2/3)'``; above 1: ``baseline`` got there sooner).
+
+    Raises:
+        ValueError: ``baseline`` is not one of the arms.
+    """
+    arms = list(dict.fromkeys(times["arm"]))
+    if baseline not in arms:
+        raise ValueError(f"baseline {baseline!r} is not one of the arms {arms}")
+    n = times["seed"].nunique()
+    rows = []
+    for level, g in times.groupby("level", sort=False):
+        wide = g.pivot(index="seed", columns="arm", values="seconds")
+        row: dict = {"level": level}
+        for arm in arms:
+            s = wide[arm].dropna()
+            row[f"{arm} (min)"] = f"{s.mean() / 60:.1f} ({len(s)}/{n})" if len(s) else f"- (0/{n})"
+        for arm in arms:
+            if arm != baseline:
+                r = (wide[arm] / wide[baseline]).dropna()
+                row[f"speed-up vs {arm}"] = f"{r.mean():.2f} ({len(r)}/{n})" if len(r) else f"- (0/{n})"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 import dermlearn as dl
-from dermlearn.experiments.arm_stats import paired_intervals, summary
+from dermlearn.experiments.arm_stats import (
+    paired_intervals,
+    summary,
+    time_to_level,
+    time_to_level_table,
+)
 from dermlearn.experiments.dermamnist_balancing import confusion_long, leading_pairs_table
 from tests.helpers import require_data
 
@@ -67,6 +72,32 @@ def test_corrected_resampled_interval_widens_the_t_interval_by_nadeau_bengio():
     wide = paired_intervals(runs, "none", test_train_ratio=0.25).set_index(["arm", "score"]).loc[("b", "ACC")]
     narrow = paired_intervals(runs, "none").set_index(["arm", "score"]).loc[("b", "ACC")]
     assert wide["high"] - wide["difference"] == pytest.approx((narrow["high"] - narrow["difference"]) * np.sqrt(1 + 4 * 0.25))
+
+
+def test_time_to_level_is_the_first_epoch_at_or_above_each_level_seed_by_seed():
+    rows = [("a", 0, 10, 0.5), ("a", 0, 20, 0.7), ("a", 0, 30, 0.65),  # a level equal to the score counts
+            ("a", 1, 12, 0.6), ("a", 1, 24, 0.6), ("a", 1, 36, 0.8),
+            ("b", 0, 5, 0.7), ("b", 0, 10, 0.72), ("b", 1, 6, 0.5), ("b", 1, 12, 0.55)]  # fmt: skip
+    curves = pd.DataFrame(rows, columns=["arm", "seed", "train_s", "test_acc"]).sample(frac=1.0, random_state=0)
+    curves = curves.sort_values("arm", kind="stable")  # arms in a known order, epochs shuffled
+    times = time_to_level(curves, [0.6, 0.7, 0.75]).set_index(["arm", "seed", "level"])["seconds"]
+    expected = {("a", 0): [20, 20, None], ("a", 1): [12, 36, 36], ("b", 0): [5, 5, None], ("b", 1): [None] * 3}
+    for (arm, seed), secs in expected.items():
+        for level, s in zip([0.6, 0.7, 0.75], secs):
+            got = times[(arm, seed, level)]
+            assert (np.isnan(got) if s is None else got == s), (arm, seed, level, got)
+    table = time_to_level_table(time_to_level(curves, [0.6, 0.75]), baseline="a").set_index("level")
+    # level 0.6: a at 20 s and 12 s (mean 16 s), b at 5 s on seed 0 only; b / a on seed 0 = 5 / 20
+    assert table.loc[0.6, "a (min)"] == f"{16 / 60:.1f} (2/2)" and table.loc[0.6, "b (min)"] == f"{5 / 60:.1f} (1/2)"
+    assert table.loc[0.6, "speed-up vs b"] == "0.25 (1/2)"
+    assert table.loc[0.75, "b (min)"] == "- (0/2)" and table.loc[0.75, "speed-up vs b"] == "- (0/2)"
+    assert list(table.columns) == ["a (min)", "b (min)", "speed-up vs b"]
+    with pytest.raises(ValueError, match="test_acc"):
+        time_to_level(curves.drop(columns="test_acc"), [0.6])
+    with pytest.raises(ValueError, match="levels is empty"):
+        time_to_level(curves, [])
+    with pytest.raises(ValueError, match="baseline 'c'"):
+        time_to_level_table(time_to_level(curves, [0.6]), baseline="c")
 
 
 def test_leading_pairs_count_both_directions_and_the_change_of_their_sum():
