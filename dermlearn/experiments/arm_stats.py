@@ -111,8 +111,9 @@ def time_to_level_table(times: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """:func:`time_to_level`'s rows as one row per level: each arm's mean minutes to reach
     it over the seeds that did, with how many did (``'3.1 (3/3)'``; ``'- (0/3)'``: none
     did), and the speed-up of ``baseline`` against each other arm, ``arm seconds /
-    baseline seconds`` seed by seed, averaged over the seeds where both reached the level
-    (``'1.20 (2/3)'``; above 1: ``baseline`` got there sooner).
+    baseline seconds`` seed by seed, averaged over the seeds where both reached the level,
+    with its 95% t interval over those seeds where there are two or more (``'1.20 [0.90,
+    1.50] (3/3)'``, ``'0.80 (1/3)'``; above 1: ``baseline`` got there sooner).
 
     Raises:
         ValueError: ``baseline`` is not one of the arms.
@@ -131,7 +132,9 @@ def time_to_level_table(times: pd.DataFrame, baseline: str) -> pd.DataFrame:
         for arm in arms:
             if arm != baseline:
                 r = (wide[arm] / wide[baseline]).dropna()
-                row[f"speed-up vs {arm}"] = f"{r.mean():.2f} ({len(r)}/{n})" if len(r) else f"- (0/{n})"
+                mean, lo, hi = t_interval(r.tolist()) if len(r) else (math.nan,) * 3
+                band = f" [{lo:.2f}, {hi:.2f}]" if len(r) > 1 else ""
+                row[f"speed-up vs {arm}"] = f"{mean:.2f}{band} ({len(r)}/{n})" if len(r) else f"- (0/{n})"
         rows.append(row)
     return pd.DataFrame(rows)
 

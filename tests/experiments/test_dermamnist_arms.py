@@ -92,6 +92,13 @@ def test_time_to_level_is_the_first_epoch_at_or_above_each_level_seed_by_seed():
     assert table.loc[0.6, "speed-up vs b"] == "0.25 (1/2)"
     assert table.loc[0.75, "b (min)"] == "- (0/2)" and table.loc[0.75, "speed-up vs b"] == "- (0/2)"
     assert list(table.columns) == ["a (min)", "b (min)", "speed-up vs b"]
+    # over two or more seeds the speed-up carries its t interval: b / a = 1, 2, 3 on seeds 0, 1, 2
+    from scipy import stats
+
+    times = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2, "level": 0.7,
+                          "seconds": [10.0, 10.0, 10.0, 10.0, 20.0, 30.0]})  # fmt: skip
+    lo, hi = stats.t.interval(0.95, 2, loc=2.0, scale=stats.sem([1.0, 2.0, 3.0]))
+    assert time_to_level_table(times, "a").loc[0, "speed-up vs b"] == f"2.00 [{lo:.2f}, {hi:.2f}] (3/3)"
     with pytest.raises(ValueError, match="test_acc"):
         time_to_level(curves.drop(columns="test_acc"), [0.6])
     with pytest.raises(ValueError, match="levels is empty"):
