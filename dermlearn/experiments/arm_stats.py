@@ -1,7 +1,7 @@
 """Arms compared over seeds: each score's mean with its 95% Student-t interval, paired
-differences to a baseline arm, and their plot. The arms of one seed share initial weights,
-data and augmentation seed, so a paired difference is steadier than either arm's spread over
-seeds.
+differences to a baseline arm, their plot, and how soon each arm's curve reaches a level.
+The arms of one seed share initial weights, data and augmentation seed, so a paired
+difference is steadier than either arm's spread over seeds.
 
 On one fixed test split (DermaMNIST's) the seeds differ in training only, and the plain t
 interval is the one to read. Where each seed draws its own split of one dataset (PAD-UFES-20's
