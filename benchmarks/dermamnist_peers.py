@@ -269,15 +269,15 @@ def run_arm(
 
 def eta(curves: pd.DataFrame, chosen: pd.DataFrame, peer: str) -> pd.DataFrame:
     """Per seed: the peer's chosen accuracy and time, the time dermlearn's curve first reaches
-    that accuracy, and their ratio (NaN where dermlearn never reaches it)."""
+    that accuracy (:func:`time_to_level` at that one level), and their ratio (NaN where
+    dermlearn never reaches it)."""
     out = []
     for seed, c in chosen[chosen["arm"] == peer].groupby("seed"):
         target, t_peer = float(c["test_acc"].iloc[0]), float(c["train_s"].iloc[0])
-        d = curves[(curves["arm"] == "dermlearn") & (curves["seed"] == seed)].sort_values("train_s")
-        hit = d[d["test_acc"] >= target]
-        t_derm = float(hit["train_s"].iloc[0]) if len(hit) else math.nan
+        d = curves[(curves["arm"] == "dermlearn") & (curves["seed"] == seed)]
+        t_derm = float(time_to_level(d, [target])["seconds"].iloc[0])
         out.append({"seed": seed, "peer": peer, "peer_test_acc": target, "peer_s": t_peer, "dermlearn_s": t_derm,
-                    "eta": t_peer / t_derm if len(hit) else math.nan})  # fmt: skip
+                    "eta": t_peer / t_derm})  # fmt: skip
     return pd.DataFrame(out)
 
 

@@ -132,9 +132,11 @@ def time_to_level_table(times: pd.DataFrame, baseline: str) -> pd.DataFrame:
         for arm in arms:
             if arm != baseline:
                 r = (wide[arm] / wide[baseline]).dropna()
-                mean, lo, hi = t_interval(r.tolist()) if len(r) else (math.nan,) * 3
-                band = f" [{lo:.2f}, {hi:.2f}]" if len(r) > 1 else ""
-                row[f"speed-up vs {arm}"] = f"{mean:.2f}{band} ({len(r)}/{n})" if len(r) else f"- (0/{n})"
+                cell = f"- (0/{n})"
+                if len(r):
+                    mean, lo, hi = t_interval(r.tolist())
+                    cell = f"{mean:.2f}{f' [{lo:.2f}, {hi:.2f}]' if len(r) > 1 else ''} ({len(r)}/{n})"
+                row[f"speed-up vs {arm}"] = cell
         rows.append(row)
     return pd.DataFrame(rows)
 
