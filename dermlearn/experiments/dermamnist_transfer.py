@@ -38,7 +38,7 @@ from dermlearn.io import atomic_path, atomic_write_text
 
 from .arm_stats import paired_intervals, plot_arms, summary
 from .dermamnist import run_seed, score_test, train_seed
-from .options import parse_args
+from .options import add_recipe_args, parse_args
 from .record import Record, markdown_table
 
 __all__ = ["ARMS", "main", "pretrain"]
@@ -53,7 +53,7 @@ ARMS = {
 
 def _train_args(args: argparse.Namespace, **changes) -> argparse.Namespace:
     base = dict(arch=args.arch, stem="auto", size=args.size, bs=args.bs, budget_min=args.budget_min, lr_mult=1.0,
-                lr_find_iters=args.lr_find_iters, probe_batches=args.probe_batches, rotate=180.0, flip_vert=True,
+                lr_find_iters=args.lr_find_iters, probe_batches=args.probe_batches, rotate=args.rotate, flip_vert=True,
                 label_smoothing=0.0, balance="none", head_cycles=args.head_cycles, bootstrap=args.bootstrap, table=False)  # fmt: skip
     return argparse.Namespace(**(base | changes))
 
@@ -105,17 +105,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                     help="arms to run besides 'from scratch' (default: all): " + "; ".join(ARMS))  # fmt: skip
-    ap.add_argument("--arch", default="resnet20", help="architecture of the body (default: %(default)s)")
-    ap.add_argument("--size", type=int, default=28, help="input side, for pretraining too (default: %(default)s)")
-    ap.add_argument("--bs", type=int, default=128)
-    ap.add_argument("--budget-min", type=float, default=3.0, help="wall-clock minutes per arm and seed, range test included")
+    add_recipe_args(ap, budget_min=3.0)  # --arch (the body's), --size (pretraining's too) .. --rotate (fine-tuning's)
     ap.add_argument("--head-cycles", type=int, default=2, help="SGDR cycles of the head phase (default: %(default)s: 1 + 2 epochs)")
     ap.add_argument("--pretrain-min", type=float, default=12.0, help="wall-clock minutes of CIFAR-10 pretraining")
     ap.add_argument("--pretrain-seed", type=int, default=0)
     ap.add_argument("--pretrain-subset", type=int, help="pretrain on N CIFAR-10 training images drawn at random, every class kept, validating and testing on N each (smoke tests)")
     ap.add_argument("--body", help="a body file written by an earlier run (skips pretraining)")
-    ap.add_argument("--lr-find-iters", type=int, default=100)
-    ap.add_argument("--probe-batches", type=int, default=10)
     ap.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples per run's test scores (the intervals "
                     "reported are over seeds; default: %(default)s)")  # fmt: skip
     ap.add_argument("--subset", type=int, help="fine-tune on N DermaMNIST training images drawn at random, every class kept (smoke tests)")

@@ -28,13 +28,14 @@ def add_recipe_args(ap: argparse.ArgumentParser, budget_min: float, unit: str = 
     arm comparisons share: ``--arch``, ``--size``, ``--bs``, ``--budget-min`` (default
     ``budget_min`` wall-clock minutes per ``unit`` and seed), ``--lr-find-iters``,
     ``--probe-batches`` and ``--rotate``."""
-    ap.add_argument("--arch", default="resnet20", help="architecture, random init (default: %(default)s)")
+    ap.add_argument("--arch", default="resnet20", help="architecture (default: %(default)s)")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--bs", type=int, default=128)
     ap.add_argument("--budget-min", type=float, default=budget_min, help=f"wall-clock minutes per {unit} and seed, range test included")
     ap.add_argument("--lr-find-iters", type=int, default=100)
     ap.add_argument("--probe-batches", type=int, default=10)
-    ap.add_argument("--rotate", type=float, default=180.0)
+    ap.add_argument("--rotate", type=float, default=180.0, help="maximum rotation of the augmentation, degrees (default: "
+                    "%(default)s: dermoscopy has no up)")  # fmt: skip
 
 
 def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None, quick: dict[str, object]) -> argparse.Namespace:
