@@ -56,6 +56,7 @@ from dermlearn.callback import Callback
 from dermlearn.evaluation.metrics import accuracy, balanced_accuracy, roc_auc
 from dermlearn.experiments.arm_stats import time_to_level, time_to_level_table
 from dermlearn.experiments.dermamnist import run_seed, t_interval
+from dermlearn.experiments.options import add_recipe_args
 from dermlearn.experiments.record import Record, markdown_table
 from dermlearn.io import atomic_write_text
 from dermlearn.models import default_stem
@@ -88,7 +89,7 @@ class _Snapshots(Callback):
 
 def make_dls(data: dl.DermData, args: argparse.Namespace, seed: int) -> dl.DataLoaders:
     """The loaders every arm trains on (the experiment's: rotation, zoom and warp, batched)."""
-    augment = dl.BatchAugment(args.size, max_rotate=180.0, max_zoom=1.2, max_warp=0.1, seed=seed, mean=IMAGENET_MEAN,
+    augment = dl.BatchAugment(args.size, max_rotate=args.rotate, max_zoom=1.2, max_warp=0.1, seed=seed, mean=IMAGENET_MEAN,
                               std=IMAGENET_STD)  # fmt: skip
     return data.dls(
         bs=args.bs, size=args.size, presize=args.size, augment=augment, seed=seed, progress=False
@@ -168,9 +169,10 @@ def plain_loop(model: nn.Module, dls: dl.DataLoaders, budget_s: float, recipe: s
     return rows
 
 
-def fastai_arm(model: nn.Module, dls: dl.DataLoaders, budget_s: float) -> tuple[list[dict], float]:
-    """fastai's Learner: ``lr_find`` valley, then ``fit_one_cycle`` over the epochs the rest of
-    the budget holds. Returns the epoch rows and the rate used."""
+def fastai_arm(model: nn.Module, dls: dl.DataLoaders, budget_s: float, lr_find_iters: int = 100) -> tuple[list[dict], float]:
+    """fastai's Learner: ``lr_find`` valley (over ``lr_find_iters`` batches, as dermlearn's
+    range test), then ``fit_one_cycle`` over the epochs the rest of the budget holds. Returns
+    the epoch rows and the rate used."""
     import fastai.callback.schedule  # noqa: F401  (adds lr_find and fit_one_cycle to Learner)
     from fastai.callback.core import Callback as FastaiCallback
     from fastai.callback.core import CancelFitException
@@ -201,7 +203,7 @@ def fastai_arm(model: nn.Module, dls: dl.DataLoaders, budget_s: float) -> tuple[
         learn = FastaiLearner(fastai_dataloaders(dls, device="cpu"), model, loss_func=nn.CrossEntropyLoss(),
                               metrics=fastai_accuracy, path=tmp)  # fmt: skip
         with learn.no_bar(), learn.no_logging():
-            lr = float(learn.lr_find(suggest_funcs=(valley,), show_plot=False).valley)
+            lr = float(learn.lr_find(num_it=lr_find_iters, suggest_funcs=(valley,), show_plot=False).valley)
         epochs = max(
             1, int(0.85 * (budget_s - (time.perf_counter() - t0)) / epoch_seconds(model, dls))
         )
@@ -238,7 +240,8 @@ def run_arm(
         rows: list[dict] = []
         t0 = time.perf_counter()
         exp_args = argparse.Namespace(arch=args.arch, stem="auto", size=args.size, bs=args.bs, budget_min=args.budget_min,
-                                      lr_mult=1.0, lr_find_iters=100, probe_batches=10, rotate=180.0, label_smoothing=0.0,
+                                      lr_mult=1.0, lr_find_iters=args.lr_find_iters, probe_batches=args.probe_batches,
+                                      rotate=args.rotate, label_smoothing=0.0,
                                       balance="none", bootstrap=0, table=False)  # fmt: skip
         row, _, _ = run_seed(
             data,
@@ -252,7 +255,7 @@ def run_arm(
         model = new_model(args, data.c)  # the architecture to score the kept weights with
     elif arm == "fastai":
         model = new_model(args, data.c, seed)
-        rows, lr = fastai_arm(model, dls, budget_s)
+        rows, lr = fastai_arm(model, dls, budget_s, args.lr_find_iters)
         extra = {"lr": lr, "schedule": f"fit_one_cycle({len(rows)} epochs run)"}
     else:
         model = new_model(args, data.c, seed)
@@ -317,12 +320,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    ap.add_argument("--arch", default="resnet20")
-    ap.add_argument("--size", type=int, default=28)
-    ap.add_argument("--bs", type=int, default=128)
-    ap.add_argument(
-        "--budget-min", type=float, default=5.0, help="wall-clock minutes per arm and seed"
-    )
+    add_recipe_args(ap, budget_min=5.0)  # the same model, loaders and augmentation for every arm
     ap.add_argument("--subset", type=int, help="train on N training images drawn at random, every class kept (a smoke run)")
     ap.add_argument("--out", default="results/dermamnist_peers")
     ap.add_argument("--levels", type=float, nargs="+", default=[0.70, 0.72, 0.74, 0.76],

@@ -43,7 +43,7 @@ from dermlearn.training.time_budget import TimeBudget
 from dermlearn.training.tracker import EarlyStopping
 from dermlearn.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 
-from .options import parse_args
+from .options import add_recipe_args, parse_args
 from .record import Record
 
 __all__ = ["PUBLISHED", "choose_on_valid", "main", "plan_cycles", "run_seed", "score_test", "split_scores", "t_interval",
@@ -313,16 +313,9 @@ def run_seed(data: DermData, args: argparse.Namespace, seed: int, log=print, cbs
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dermlearn experiment dermamnist", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--arch", default="resnet20", help="architecture, random init (default: %(default)s; resnet18 with the "
-                    "small stem takes ten times its computation)")  # fmt: skip
+    add_recipe_args(ap, budget_min=30.0, unit="seed")
     ap.add_argument("--stem", choices=["auto", "imagenet", "small"], default="auto")
-    ap.add_argument("--size", type=int, default=28, help="input side (default: %(default)s, the images' own)")
-    ap.add_argument("--bs", type=int, default=128)
-    ap.add_argument("--budget-min", type=float, default=30.0, help="wall-clock minutes per seed, LR test included")
     ap.add_argument("--lr-mult", type=float, default=1.0, help="multiplies the range test's valley")
-    ap.add_argument("--lr-find-iters", type=int, default=100)
-    ap.add_argument("--probe-batches", type=int, default=10, help="training batches timed to plan the cycles")
-    ap.add_argument("--rotate", type=float, default=180.0, help="maximum rotation of the augmentation (dermoscopy has no up)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--snapshots", action=argparse.BooleanOptionalAction, default=True,
                     help="keep each SGDR cycle's final weights; the validation split chooses between the best epoch "

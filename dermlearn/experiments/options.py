@@ -1,4 +1,5 @@
-"""Options shared by the experiments that train one model per arm on PAD-UFES-20."""
+"""Options shared by the experiments: the PAD-UFES-20 arm comparisons' one-cycle fit
+(:func:`add_fit_args`) and the DermaMNIST recipe (:func:`add_recipe_args`)."""
 
 from __future__ import annotations
 
@@ -23,17 +24,19 @@ def add_fit_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and sampling (default: %(default)s)")
 
 
-def add_recipe_args(ap: argparse.ArgumentParser, budget_min: float, unit: str = "arm") -> None:
-    """The options of :func:`~dermlearn.experiments.dermamnist.train_seed` that the DermaMNIST
-    arm comparisons share: ``--arch``, ``--size``, ``--bs``, ``--budget-min`` (default
-    ``budget_min`` wall-clock minutes per ``unit`` and seed), ``--lr-find-iters``,
-    ``--probe-batches`` and ``--rotate``."""
-    ap.add_argument("--arch", default="resnet20", help="architecture (default: %(default)s)")
-    ap.add_argument("--size", type=int, default=28)
+def add_recipe_args(ap: argparse.ArgumentParser, budget_min: float, unit: str = "arm and seed") -> None:
+    """The options of :func:`~dermlearn.experiments.dermamnist.train_seed` that every
+    DermaMNIST experiment shares: ``--arch``, ``--size``, ``--bs``, ``--budget-min`` (default
+    ``budget_min`` wall-clock minutes per ``unit``), ``--lr-find-iters``, ``--probe-batches``
+    and ``--rotate``."""
+    ap.add_argument("--arch", default="resnet20", help="architecture (default: %(default)s; resnet32 is deeper, resnet18 with "
+                    "the small stem takes ten times resnet20's computation)")  # fmt: skip
+    ap.add_argument("--size", type=int, default=28, help="input side (default: %(default)s, DermaMNIST's own)")
     ap.add_argument("--bs", type=int, default=128)
-    ap.add_argument("--budget-min", type=float, default=budget_min, help=f"wall-clock minutes per {unit} and seed, range test included")
+    ap.add_argument("--budget-min", type=float, default=budget_min,
+                    help=f"wall-clock minutes per {unit}, range test included (default: %(default)s)")  # fmt: skip
     ap.add_argument("--lr-find-iters", type=int, default=100)
-    ap.add_argument("--probe-batches", type=int, default=10)
+    ap.add_argument("--probe-batches", type=int, default=10, help="training batches timed to plan the SGDR cycles")
     ap.add_argument("--rotate", type=float, default=180.0, help="maximum rotation of the augmentation, degrees (default: "
                     "%(default)s: dermoscopy has no up)")  # fmt: skip
 

@@ -267,7 +267,7 @@ def main(argv=None, corruptions: Mapping[str, Any] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM", help="arms (default: all): " + "; ".join(ARMS))
     ap.add_argument("--corruptions", nargs="+", metavar="NAME", help="medmnistc corruptions (default: every one that runs here)")
-    add_recipe_args(ap, budget_min=2.0, unit="model")
+    add_recipe_args(ap, budget_min=2.0, unit="model and seed")
     ap.add_argument("--work-size", type=int, default=224, help="side the corruptions are applied at (default: %(default)s, MedMNIST-C's)")
     ap.add_argument("--pool", type=int, default=5, help="AugMedMNISTC draws per training image (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=2, help="processes that corrupt images (default: %(default)s)")
